@@ -1,0 +1,387 @@
+//! Pure, allocation-free lookup over an archived [`Table`](crate::table::Table).
+//!
+//! Two steps, both independent of table size apart from binary searches:
+//! 1. [`find_stage`]: the `Host` header and the first path segments pick a stage, through a
+//!    custom domain's base path mappings, or execute-api style (`{api}.anything/{stage}/...`).
+//! 2. [`find_route`]: the remaining path walks the stage's segment tree with AWS precedence
+//!    (literal beats `{param}` beats `{proxy+}`), then the method picks the route (an exact
+//!    method beats `ANY`).
+//!
+//! Parameters are captured as byte ranges of the path into a fixed-size [`Captures`].
+
+use crate::table::{
+    ArchivedMethodRoute, ArchivedStage, ArchivedTable, Method, ArchivedNode, MAX_PARAMS,
+};
+
+/// Where a request landed: the stage, and the part of the path left after the base path or
+/// stage prefix (always starting with `/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageMatch<'p> {
+    pub stage: u32,
+    pub path: &'p str,
+    /// True when the stage was addressed execute-api style (`/{stage}/...`).
+    pub by_stage_name: bool,
+}
+
+/// Path parameters of a matched route, as `(start, end)` byte offsets into the path given to
+/// [`find_route`], in the order of the route's `params`.
+#[derive(Debug, Clone, Copy)]
+pub struct Captures {
+    len: usize,
+    spans: [(u32, u32); MAX_PARAMS],
+}
+
+impl Default for Captures {
+    fn default() -> Self {
+        Captures { len: 0, spans: [(0, 0); MAX_PARAMS] }
+    }
+}
+
+impl Captures {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value of parameter `index` within `path` (the same path given to [`find_route`]).
+    pub fn get<'p>(&self, path: &'p str, index: usize) -> Option<&'p str> {
+        if index >= self.len {
+            return None;
+        }
+        let (start, end) = self.spans[index];
+        path.get(start as usize..end as usize)
+    }
+
+    fn push(&mut self, start: usize, end: usize) -> bool {
+        if self.len == MAX_PARAMS {
+            return false;
+        }
+        self.spans[self.len] = (start as u32, end as u32);
+        self.len += 1;
+        true
+    }
+}
+
+/// Strips an optional `:port` from a Host header value (IPv6 literals keep their brackets).
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.bytes().map(|c| c.to_ascii_lowercase());
+    let b = b.bytes().map(|c| c.to_ascii_lowercase());
+    a.cmp(b)
+}
+
+/// Picks the stage for a request. `host` may carry a port; `path` is the request path without
+/// the query string and must start with `/`.
+pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Option<StageMatch<'p>> {
+    let host = host_without_port(host);
+    if let Ok(i) = table.domains.binary_search_by(|d| cmp_ignore_ascii_case(d.host.as_str(), host))
+    {
+        let domain = &table.domains[i];
+        let after_slash = path.strip_prefix('/')?;
+        for mapping in domain.mappings.iter() {
+            let base = mapping.base_path.as_str();
+            if base.is_empty() {
+                return Some(StageMatch {
+                    stage: mapping.stage.to_native(),
+                    path,
+                    by_stage_name: false,
+                });
+            }
+            if let Some(rest) = after_slash.strip_prefix(base) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    let rest = if rest.is_empty() { "/" } else { rest };
+                    return Some(StageMatch {
+                        stage: mapping.stage.to_native(),
+                        path: rest,
+                        by_stage_name: false,
+                    });
+                }
+            }
+        }
+        return None;
+    }
+    // execute-api style: the first label of the host names the API, the first path segment
+    // names the stage.
+    let api = host.split('.').next().unwrap_or(host);
+    let after_slash = path.strip_prefix('/')?;
+    let (stage, rest) = match after_slash.find('/') {
+        Some(slash) => (&after_slash[..slash], &after_slash[slash..]),
+        None => (after_slash, "/"),
+    };
+    let i = table
+        .stage_names
+        .binary_search_by(|s| {
+            cmp_ignore_ascii_case(s.api.as_str(), api).then_with(|| s.stage.as_str().cmp(stage))
+        })
+        .ok()?;
+    Some(StageMatch { stage: table.stage_names[i].index.to_native(), path: rest, by_stage_name: true })
+}
+
+/// Finds the route for `method` and `path` (starting with `/`, no query string) in a stage.
+/// On success returns the index into the stage's routes and fills `captures`.
+pub fn find_route(
+    stage: &ArchivedStage,
+    method: Option<Method>,
+    path: &str,
+    captures: &mut Captures,
+) -> Option<u32> {
+    *captures = Captures::default();
+    let path = path.strip_prefix('/')?;
+    // A single trailing slash names the same resource (`/pets/` is `/pets`).
+    let path_end = if path.ends_with('/') { path.len() - 1 } else { path.len() };
+    let walker = Walker { stage, method, path: &path[..path_end], offset: 1 };
+    walker.walk(0, 0, captures)
+}
+
+struct Walker<'a> {
+    stage: &'a ArchivedStage,
+    method: Option<Method>,
+    /// The path without its leading slash; offsets into it are shifted by `offset` so that
+    /// captures index the path as the caller passed it.
+    path: &'a str,
+    offset: usize,
+}
+
+impl Walker<'_> {
+    /// Matches `self.path[pos..]` from `node`. Depth-first in precedence order, so a dead end
+    /// under a literal falls back to the parameter and then to the greedy routes, exactly as a
+    /// "most specific route wins" rule requires.
+    fn walk(&self, node: u32, pos: usize, captures: &mut Captures) -> Option<u32> {
+        let node: &ArchivedNode = &self.stage.nodes[node as usize];
+        if pos > self.path.len() || (pos == self.path.len() && !self.path.is_empty()) {
+            // All segments consumed.
+            return self.pick(&node.methods);
+        }
+        if self.path.is_empty() {
+            // The root resource `/`.
+            return self.pick(&node.methods);
+        }
+        let rest = &self.path[pos..];
+        let seg_len = rest.find('/').unwrap_or(rest.len());
+        let segment = &rest[..seg_len];
+        let next = pos + seg_len + 1;
+        if !segment.is_empty() {
+            if let Ok(i) = node.literals.binary_search_by(|e| e.segment.as_str().cmp(segment)) {
+                let saved = captures.len;
+                if let Some(route) = self.walk(node.literals[i].node.to_native(), next, captures) {
+                    return Some(route);
+                }
+                captures.len = saved;
+            }
+            if let Some(child) = node.param.as_ref() {
+                let saved = captures.len;
+                if captures.push(self.offset + pos, self.offset + pos + seg_len) {
+                    if let Some(route) = self.walk(child.to_native(), next, captures) {
+                        return Some(route);
+                    }
+                }
+                captures.len = saved;
+            }
+        }
+        if !node.greedy.is_empty() && !rest.is_empty() {
+            let saved = captures.len;
+            if captures.push(self.offset + pos, self.offset + self.path.len()) {
+                if let Some(route) = self.pick(&node.greedy) {
+                    return Some(route);
+                }
+            }
+            captures.len = saved;
+        }
+        None
+    }
+
+    fn pick(&self, routes: &[ArchivedMethodRoute]) -> Option<u32> {
+        let mut any = None;
+        for candidate in routes {
+            let m = candidate.method.to_native();
+            if Some(m) == self.method {
+                return Some(candidate.route.to_native());
+            }
+            if m == Method::Any {
+                any = Some(candidate.route.to_native());
+            }
+        }
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::*;
+    use crate::tree::{parse_path, param_names, TreeBuilder};
+
+    fn mock() -> Integration {
+        Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] })
+    }
+
+    fn stage(keys: &[&str]) -> Stage {
+        let mut tree = TreeBuilder::default();
+        let mut routes = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (method, path) = key.split_once(' ').unwrap();
+            let segments = parse_path(path).unwrap();
+            tree.insert(Method::from_route_key(method).unwrap(), &segments, i as u32).unwrap();
+            routes.push(Route {
+                id: i as u64,
+                key: (*key).to_string(),
+                resource: path.to_string(),
+                params: param_names(&segments),
+                integration: mock(),
+            });
+        }
+        Stage {
+            id: 1,
+            api: "petstore".into(),
+            name: "prod".into(),
+            protocol: Protocol::Rest,
+            variables: vec![],
+            nodes: tree.finish(),
+            routes,
+        }
+    }
+
+    fn table(keys: &[&str]) -> TableBytes {
+        let t = Table {
+            version: 1,
+            domains: vec![
+                Domain {
+                    host: "api.example.com".into(),
+                    mappings: vec![BasePathMapping { base_path: "v1".into(), stage: 0 }],
+                },
+                Domain {
+                    host: "localhost".into(),
+                    mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
+                },
+            ],
+            stage_names: vec![StageName { api: "petstore".into(), stage: "prod".into(), index: 0 }],
+            stages: vec![stage(keys)],
+            upstreams: vec![],
+        };
+        decode(&encode(&t)).unwrap()
+    }
+
+    /// Returns the matched route key and its captured parameters.
+    fn route(t: &TableBytes, method: &str, path: &str) -> Option<(String, Vec<String>)> {
+        let stage = &t.get().stages[0];
+        let mut caps = Captures::default();
+        let i = find_route(stage, Method::from_bytes(method.as_bytes()), path, &mut caps)?;
+        let r = &stage.routes[i as usize];
+        let values = (0..caps.len()).map(|p| caps.get(path, p).unwrap().to_string()).collect();
+        Some((r.key.to_string(), values))
+    }
+
+    #[test]
+    fn literal_beats_param_beats_greedy() {
+        let t = table(&["GET /pets/{petId}", "GET /pets/dog", "ANY /pets/{proxy+}", "GET /pets"]);
+        assert_eq!(route(&t, "GET", "/pets/dog").unwrap().0, "GET /pets/dog");
+        assert_eq!(route(&t, "GET", "/pets/7"), Some(("GET /pets/{petId}".into(), vec!["7".into()])));
+        assert_eq!(
+            route(&t, "GET", "/pets/7/toys/1"),
+            Some(("ANY /pets/{proxy+}".into(), vec!["7/toys/1".into()]))
+        );
+        assert_eq!(route(&t, "GET", "/pets").unwrap().0, "GET /pets");
+        assert_eq!(route(&t, "GET", "/pets/").unwrap().0, "GET /pets");
+    }
+
+    #[test]
+    fn method_mismatch_falls_back_to_less_specific_route() {
+        let t = table(&["GET /pets/dog", "POST /pets/{petId}"]);
+        assert_eq!(route(&t, "POST", "/pets/dog").unwrap().0, "POST /pets/{petId}");
+        assert_eq!(route(&t, "DELETE", "/pets/dog"), None);
+    }
+
+    #[test]
+    fn exact_method_beats_any() {
+        let t = table(&["ANY /pets", "POST /pets"]);
+        assert_eq!(route(&t, "POST", "/pets").unwrap().0, "POST /pets");
+        assert_eq!(route(&t, "GET", "/pets").unwrap().0, "ANY /pets");
+        assert_eq!(route(&t, "TRACE", "/pets").unwrap().0, "ANY /pets");
+    }
+
+    #[test]
+    fn greedy_needs_at_least_one_segment() {
+        let t = table(&["ANY /{proxy+}"]);
+        assert_eq!(route(&t, "GET", "/"), None);
+        assert_eq!(route(&t, "GET", "/a").unwrap().1, vec!["a".to_string()]);
+        let t = table(&["ANY /{proxy+}", "GET /"]);
+        assert_eq!(route(&t, "GET", "/").unwrap().0, "GET /");
+    }
+
+    #[test]
+    fn unknown_paths_do_not_match() {
+        let t = table(&["GET /pets/{petId}"]);
+        assert_eq!(route(&t, "GET", "/pets"), None);
+        assert_eq!(route(&t, "GET", "/pets/1/2"), None);
+        assert_eq!(route(&t, "GET", "/cats/1"), None);
+        assert_eq!(route(&t, "GET", "//"), None);
+        assert_eq!(route(&t, "GET", "pets/1"), None);
+    }
+
+    #[test]
+    fn domains_base_paths_and_execute_api_style() {
+        let t = table(&["GET /pets"]);
+        let table = t.get();
+        let m = find_stage(table, "LOCALHOST:8080", "/pets").unwrap();
+        assert_eq!((m.stage, m.path, m.by_stage_name), (0, "/pets", false));
+        let m = find_stage(table, "api.example.com", "/v1/pets").unwrap();
+        assert_eq!(m.path, "/pets");
+        assert_eq!(find_stage(table, "api.example.com", "/v1").unwrap().path, "/");
+        assert_eq!(find_stage(table, "api.example.com", "/v10/pets"), None);
+        let m = find_stage(table, "petstore.execute-api.local:80", "/prod/pets").unwrap();
+        assert_eq!((m.stage, m.path, m.by_stage_name), (0, "/pets", true));
+        assert_eq!(find_stage(table, "petstore.x", "/dev/pets"), None);
+        assert_eq!(find_stage(table, "other", "/prod/pets"), None);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_an_error_not_a_crash() {
+        let t = Table { version: 3, stages: vec![stage(&["GET /a/{b}"])], ..Table::default() };
+        let bytes = encode(&t);
+        assert!(matches!(decode(b"nonsense"), Err(DecodeError::NotATable)));
+        for cut in [MAGIC.len(), MAGIC.len() + 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        // Flip every byte in turn: each result is either a clean error or a table that passed
+        // validation; none may panic.
+        for i in MAGIC.len()..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            if let Ok(t) = decode(&b) {
+                let _ = route(&t, "GET", "/a/x");
+            }
+        }
+    }
+
+    #[test]
+    fn tree_rejects_bad_paths() {
+        use crate::tree::TreeError;
+        assert_eq!(parse_path("pets"), Err(TreeError::NotAbsolute));
+        assert_eq!(parse_path("/{proxy+}/x"), Err(TreeError::GreedyNotLast));
+        assert_eq!(parse_path("/a/{}"), Err(TreeError::BadSegment("{}".into())));
+        assert_eq!(parse_path("/a/b{c}"), Err(TreeError::BadSegment("b{c}".into())));
+        assert_eq!(parse_path("/{a}/{a}"), Err(TreeError::DuplicateParam("a".into())));
+        let mut tree = TreeBuilder::default();
+        tree.insert(Method::Get, &parse_path("/p/{id}").unwrap(), 0).unwrap();
+        assert_eq!(
+            tree.insert(Method::Get, &parse_path("/p/{pid}/x").unwrap(), 1),
+            Err(TreeError::ConflictingParam { existing: "id".into(), new: "pid".into() })
+        );
+        assert_eq!(tree.insert(Method::Get, &parse_path("/p/{id}/").unwrap(), 2), Err(TreeError::Duplicate));
+    }
+}

@@ -1,0 +1,373 @@
+//! The compiled routing table: the one format both planes agree on.
+//!
+//! The control plane builds a [`Table`], serializes it with rkyv and ships the bytes; the data
+//! plane validates them once ([`decode`]) and then reads the archived form in place, without
+//! deserializing, for every request. The table is immutable: a change is a new table with a new
+//! `version`.
+//!
+//! Everything the hot path needs is resolved at compile time: stage variables are substituted,
+//! URI templates are pre-split into literal and parameter parts, upstream addresses are listed
+//! once and referred to by index, and every lookup structure is sorted for binary search.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Magic prefix of a table file, so a wrong file is rejected with a clear message rather than
+/// a validation error deep inside rkyv.
+pub const MAGIC: &[u8; 8] = b"GWTABLE1";
+
+/// Most path parameters one route may declare; the lookup captures into a fixed array of
+/// this size, so it never allocates.
+pub const MAX_PARAMS: usize = 16;
+
+/// A whole compiled configuration.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Table {
+    /// Monotonic version, assigned by the control plane.
+    pub version: u64,
+    /// Custom domains, sorted by `host` (lowercase, no port).
+    pub domains: Vec<Domain>,
+    /// `(api name, stage name)` pairs for execute-api style addressing
+    /// (`{api}.anything/{stage}/path`), sorted by `(api, stage)`.
+    pub stage_names: Vec<StageName>,
+    /// Every deployed stage.
+    pub stages: Vec<Stage>,
+    /// Every upstream host the integrations call, referred to by index.
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Domain {
+    /// Lowercase host name without port.
+    pub host: String,
+    /// Sorted longest base path first, so the first prefix that matches is the most specific.
+    /// The empty base path, if present, is last and matches everything.
+    pub mappings: Vec<BasePathMapping>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BasePathMapping {
+    /// Path segments without leading or trailing slash (`""`, `"v1"`, `"v1/admin"`).
+    pub base_path: String,
+    /// Index into [`Table::stages`].
+    pub stage: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StageName {
+    pub api: String,
+    pub stage: String,
+    /// Index into [`Table::stages`].
+    pub index: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum Protocol {
+    Rest,
+    Http,
+    WebSocket,
+}
+
+/// One stage of one API, with its routes already resolved for this stage's variables.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// Stable id: the same API and stage get the same id in every version, so per-shard state
+    /// keyed by it survives a table swap.
+    pub id: u64,
+    pub api: String,
+    pub name: String,
+    pub protocol: Protocol,
+    /// Sorted by name.
+    pub variables: Vec<Variable>,
+    /// The route tree; node 0 is the root (`/`).
+    pub nodes: Vec<Node>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Variable {
+    pub name: String,
+    pub value: String,
+}
+
+/// A node of the path-segment tree. A request path walks it one segment at a time: literal
+/// children first, then the `{param}` child, then the greedy `{proxy+}` routes, which is AWS's
+/// precedence (most specific wins).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Node {
+    /// Literal segments, sorted bytewise.
+    pub literals: Vec<Edge>,
+    /// The `{name}` child, if any (one per position: two routes that differ only in the
+    /// parameter's name are the same resource, and the compiler rejects them).
+    pub param: Option<u32>,
+    /// Routes whose path ends at this node.
+    pub methods: Vec<MethodRoute>,
+    /// Routes whose path is this node followed by a greedy `{name+}` segment.
+    pub greedy: Vec<MethodRoute>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Edge {
+    pub segment: String,
+    pub node: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct MethodRoute {
+    pub method: Method,
+    /// Index into [`Stage::routes`].
+    pub route: u32,
+}
+
+/// HTTP methods a route key may name. `Any` matches every method that has no route of its own.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Any,
+}
+
+impl Method {
+    /// The method a request line names; `None` for methods no route can name (TRACE, CONNECT,
+    /// extension methods), which then never match a route.
+    pub fn from_bytes(name: &[u8]) -> Option<Method> {
+        Some(match name {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"PATCH" => Method::Patch,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            _ => return None,
+        })
+    }
+
+    /// The method a manifest route key names (`ANY` included).
+    pub fn from_route_key(name: &str) -> Option<Method> {
+        if name == "ANY" {
+            return Some(Method::Any);
+        }
+        Method::from_bytes(name.as_bytes())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Any => "ANY",
+        }
+    }
+}
+
+impl ArchivedMethod {
+    pub fn to_native(self) -> Method {
+        match self {
+            ArchivedMethod::Get => Method::Get,
+            ArchivedMethod::Head => Method::Head,
+            ArchivedMethod::Post => Method::Post,
+            ArchivedMethod::Put => Method::Put,
+            ArchivedMethod::Patch => Method::Patch,
+            ArchivedMethod::Delete => Method::Delete,
+            ArchivedMethod::Options => Method::Options,
+            ArchivedMethod::Any => Method::Any,
+        }
+    }
+}
+
+impl ArchivedProtocol {
+    pub fn to_native(self) -> Protocol {
+        match self {
+            ArchivedProtocol::Rest => Protocol::Rest,
+            ArchivedProtocol::Http => Protocol::Http,
+            ArchivedProtocol::WebSocket => Protocol::WebSocket,
+        }
+    }
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Stable id (from api, stage and route key).
+    pub id: u64,
+    /// The route key as written: `GET /pets/{petId}`.
+    pub key: String,
+    /// The resource path: `/pets/{petId}`.
+    pub resource: String,
+    /// Names of the path parameters in the order they appear in the path.
+    pub params: Vec<String>,
+    pub integration: Integration,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Integration {
+    Mock(MockIntegration),
+    Http(HttpIntegration),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MockIntegration {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HttpIntegration {
+    /// HTTP_PROXY (true) passes the request through; HTTP (false) is the same for now and is
+    /// where request and response mapping will plug in.
+    pub proxy: bool,
+    /// The method to call the upstream with; `None` means the client's method.
+    pub method: Option<Method>,
+    /// Index into [`Table::upstreams`].
+    pub upstream: u32,
+    /// The upstream request path (with any query string written in the URI), pre-split.
+    pub path: Vec<UriPart>,
+    pub timeout_ms: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum UriPart {
+    Literal(String),
+    /// The value of the route's path parameter with this index (see [`Route::params`]).
+    Param(u32),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// Host name or IP literal, as written in the URI.
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why table bytes could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    NotATable,
+    Corrupt(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NotATable => write!(f, "not a routing table (bad magic)"),
+            DecodeError::Corrupt(why) => write!(f, "corrupt routing table: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Serializes a table to its wire and file form: [`MAGIC`] followed by the rkyv archive.
+pub fn encode(table: &Table) -> Vec<u8> {
+    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(table)
+        .expect("serializing a table into memory cannot fail");
+    let mut out = Vec::with_capacity(MAGIC.len() + archive.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&archive);
+    out
+}
+
+/// Validated table bytes, aligned for rkyv, that hand out the archived view for free.
+pub struct TableBytes {
+    bytes: rkyv::util::AlignedVec,
+}
+
+impl TableBytes {
+    pub fn get(&self) -> &ArchivedTable {
+        // The bytes were validated in `decode` and are immutable since, so the unchecked
+        // access is sound; it is rkyv's safe API over a checked buffer.
+        // SAFETY: `decode` ran `rkyv::access` (bytecheck validation) on exactly these bytes.
+        unsafe { rkyv::access_unchecked::<ArchivedTable>(&self.bytes) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Checks table bytes once: magic, rkyv structure, and the cross references (every index in
+/// range) that the lookup relies on. After this, the hot path can index without checks failing.
+pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(DecodeError::NotATable)?;
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    let table = rkyv::access::<ArchivedTable, rkyv::rancor::Error>(&aligned)
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    check_references(table).map_err(DecodeError::Corrupt)?;
+    Ok(TableBytes { bytes: aligned })
+}
+
+fn check_references(table: &ArchivedTable) -> Result<(), String> {
+    let stages = table.stages.len();
+    let upstreams = table.upstreams.len();
+    for domain in table.domains.iter() {
+        for mapping in domain.mappings.iter() {
+            if mapping.stage.to_native() as usize >= stages {
+                return Err(format!("domain {} maps to a missing stage", domain.host));
+            }
+        }
+    }
+    for name in table.stage_names.iter() {
+        if name.index.to_native() as usize >= stages {
+            return Err(format!("stage name {}/{} points nowhere", name.api, name.stage));
+        }
+    }
+    for stage in table.stages.iter() {
+        let nodes = stage.nodes.len();
+        let routes = stage.routes.len();
+        if nodes == 0 {
+            return Err(format!("stage {}/{} has no root node", stage.api, stage.name));
+        }
+        for node in stage.nodes.iter() {
+            let child_ok = node.literals.iter().all(|e| (e.node.to_native() as usize) < nodes)
+                && node.param.as_ref().is_none_or(|p| (p.to_native() as usize) < nodes);
+            let routes_ok = node
+                .methods
+                .iter()
+                .chain(node.greedy.iter())
+                .all(|m| (m.route.to_native() as usize) < routes);
+            if !child_ok || !routes_ok {
+                return Err(format!("stage {}/{} has a dangling reference", stage.api, stage.name));
+            }
+        }
+        for route in stage.routes.iter() {
+            if route.params.len() > MAX_PARAMS {
+                return Err(format!("route {} has too many parameters", route.key));
+            }
+            if let ArchivedIntegration::Http(http) = &route.integration {
+                if http.upstream.to_native() as usize >= upstreams {
+                    return Err(format!("route {} calls a missing upstream", route.key));
+                }
+                for part in http.path.iter() {
+                    if let ArchivedUriPart::Param(i) = part {
+                        if i.to_native() as usize >= route.params.len() {
+                            return Err(format!("route {} uses a missing parameter", route.key));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
