@@ -1,0 +1,479 @@
+//! Compiles a parsed [`Manifest`] into a routing [`Table`]: names resolved to indexes, stage
+//! variables substituted, URI templates pre-split, defaults applied, every reference checked.
+//! Whatever this accepts, [`proto::table::decode`] accepts too (checked before publishing).
+
+use crate::manifest::{self, IntegrationType, Located, Manifest, ManifestError};
+use proto::table::{
+    self, BasePathMapping, Domain, HttpIntegration, Integration, Method, MockIntegration, Route,
+    Stage, StageName, Table, Upstream, UriPart, Variable,
+};
+use proto::tree::{param_names, parse_path, TreeBuilder};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// AWS's default integration timeout.
+pub const DEFAULT_INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+/// Shortest integration timeout AWS allows.
+pub const MIN_INTEGRATION_TIMEOUT: Duration = Duration::from_millis(50);
+/// Longest: AWS raised REST's ceiling above 29 s in 2024 (up to 300 s reported).
+pub const MAX_INTEGRATION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// 64-bit FNV-1a: a stable id from names, identical in every version and on every machine.
+pub fn stable_id(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash ^= 0x1f;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+struct Errors {
+    list: Vec<ManifestError>,
+}
+
+impl Errors {
+    fn at<T>(&mut self, doc: &Located<T>, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(ManifestError {
+            file: doc.file.clone(),
+            line: Some(doc.line),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Compiles the manifest into the table with the given version, or returns every error.
+pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestError>> {
+    let mut errors = Errors { list: Vec::new() };
+
+    let mut apis: HashMap<String, &Located<manifest::Api>> = HashMap::new();
+    for api in &manifest.apis {
+        if !valid_name(&api.value.name) {
+            errors.at(api, "name", "use letters, digits, '-' and '_' (at most 128)");
+            continue;
+        }
+        if apis.insert(api.value.name.to_ascii_lowercase(), api).is_some() {
+            errors.at(api, "name", format!("a second Api named '{}'", api.value.name));
+        }
+    }
+
+    let mut upstreams: Vec<Upstream> = Vec::new();
+    // Stages in a deterministic order, so the same manifest always gives the same table.
+    let mut stage_docs: Vec<&Located<manifest::Stage>> = manifest.stages.iter().collect();
+    stage_docs.sort_by(|a, b| (&a.value.api, &a.value.name).cmp(&(&b.value.api, &b.value.name)));
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut stage_index: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for doc in stage_docs {
+        let s = &doc.value;
+        if !valid_name(&s.name) {
+            errors.at(doc, "name", "use letters, digits, '-' and '_' (at most 128)");
+            continue;
+        }
+        let Some(api) = apis.get(&s.api.to_ascii_lowercase()) else {
+            errors.at(doc, "api", format!("no Api named '{}'", s.api));
+            continue;
+        };
+        let key = (api.value.name.to_ascii_lowercase(), s.name.clone());
+        if stage_index.contains_key(&key) {
+            errors.at(doc, "name", format!("a second Stage '{}' for Api '{}'", s.name, s.api));
+            continue;
+        }
+        if let Some(stage) = compile_stage(api, doc, &mut upstreams, &mut errors) {
+            stage_index.insert(key, stages.len() as u32);
+            stages.push(stage);
+        }
+    }
+
+    let mut domains: Vec<Domain> = Vec::new();
+    for doc in &manifest.domains {
+        let host = doc.value.name.to_ascii_lowercase();
+        if host.is_empty() || host.contains(['/', ':', ' ']) {
+            errors.at(doc, "name", "a host name without scheme, port or path");
+            continue;
+        }
+        if domains.iter().any(|d| d.host == host) {
+            errors.at(doc, "name", format!("a second Domain '{host}'"));
+            continue;
+        }
+        let mut mappings: Vec<BasePathMapping> = Vec::new();
+        for (i, m) in doc.value.mappings.iter().enumerate() {
+            let path = format!("mappings[{i}]");
+            let base = m.base_path.trim_matches('/').to_string();
+            if base.split('/').any(|seg| seg.is_empty() && !base.is_empty()) || base.contains(['{', '}', '?', '#']) {
+                errors.at(doc, format!("{path}.basePath"), format!("'{}' is not a base path", m.base_path));
+                continue;
+            }
+            let Some(&stage) = stage_index.get(&(m.api.to_ascii_lowercase(), m.stage.clone())) else {
+                errors.at(doc, format!("{path}.stage"), format!("no Stage '{}' for Api '{}'", m.stage, m.api));
+                continue;
+            };
+            if mappings.iter().any(|x| x.base_path == base) {
+                errors.at(doc, format!("{path}.basePath"), format!("base path '{base}' is mapped twice"));
+                continue;
+            }
+            mappings.push(BasePathMapping { base_path: base, stage });
+        }
+        // Longest first, so the first prefix match is the most specific; "" last.
+        mappings.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()).then(a.base_path.cmp(&b.base_path)));
+        domains.push(Domain { host, mappings });
+    }
+    domains.sort_by(|a, b| a.host.cmp(&b.host));
+
+    let stage_names = stage_index
+        .iter()
+        .map(|((api, stage), &index)| StageName { api: api.clone(), stage: stage.clone(), index })
+        .collect();
+
+    if !errors.list.is_empty() {
+        return Err(errors.list);
+    }
+    let table = Table { version, domains, stage_names, stages, upstreams };
+    // Invariant: whatever the control plane accepts, every data plane can load.
+    if let Err(e) = table::decode(&table::encode(&table)) {
+        return Err(vec![ManifestError {
+            file: String::new(),
+            line: None,
+            path: String::new(),
+            message: format!("internal error: the compiled table does not verify: {e}"),
+        }]);
+    }
+    Ok(table)
+}
+
+fn compile_stage(
+    api: &Located<manifest::Api>,
+    doc: &Located<manifest::Stage>,
+    upstreams: &mut Vec<Upstream>,
+    errors: &mut Errors,
+) -> Option<Stage> {
+    let s = &doc.value;
+    let before = errors.list.len();
+    for (name, value) in &s.variables {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            errors.at(doc, format!("variables.{name}"), "a name of letters, digits and '_' (at most 64)");
+        }
+        if value.len() > 512 {
+            errors.at(doc, format!("variables.{name}"), "at most 512 characters");
+        }
+    }
+    let protocol = match api.value.protocol {
+        manifest::Protocol::Rest => table::Protocol::Rest,
+        manifest::Protocol::Http => table::Protocol::Http,
+        manifest::Protocol::Websocket => table::Protocol::WebSocket,
+    };
+    let mut tree = TreeBuilder::default();
+    let mut routes = Vec::new();
+    for (key, route) in &api.value.routes {
+        let path = format!("routes[\"{key}\"]");
+        let Some((method_text, resource)) = key.split_once(' ') else {
+            errors.at(api, path, "a route key is 'METHOD /path', e.g. 'GET /pets'");
+            continue;
+        };
+        let Some(method) = Method::from_route_key(method_text) else {
+            errors.at(api, path, format!("unknown method '{method_text}'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY"));
+            continue;
+        };
+        let segments = match parse_path(resource) {
+            Ok(segments) => segments,
+            Err(e) => {
+                errors.at(api, path, e.to_string());
+                continue;
+            }
+        };
+        let params = param_names(&segments);
+        let integration = match compile_integration(&route.integration, &params, &s.variables, upstreams) {
+            Ok(integration) => integration,
+            Err((field, message)) => {
+                errors.at(api, format!("{path}.integration{field}"), message);
+                continue;
+            }
+        };
+        if let Err(e) = tree.insert(method, &segments, routes.len() as u32) {
+            errors.at(api, path, e.to_string());
+            continue;
+        }
+        routes.push(Route {
+            id: stable_id(&[&api.value.name, &s.name, key]),
+            key: key.clone(),
+            resource: resource.to_string(),
+            params,
+            integration,
+        });
+    }
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(Stage {
+        id: stable_id(&[&api.value.name, &s.name]),
+        api: api.value.name.clone(),
+        name: s.name.clone(),
+        protocol,
+        variables: s.variables.iter().map(|(n, v)| Variable { name: n.clone(), value: v.clone() }).collect(),
+        nodes: tree.finish(),
+        routes,
+    })
+}
+
+type FieldError = (String, String);
+
+fn compile_integration(
+    i: &manifest::Integration,
+    params: &[String],
+    variables: &BTreeMap<String, String>,
+    upstreams: &mut Vec<Upstream>,
+) -> Result<Integration, FieldError> {
+    let timeout = match &i.timeout {
+        None => DEFAULT_INTEGRATION_TIMEOUT,
+        Some(text) => {
+            let t = text.parse().map_err(|e| (".timeout".to_string(), e))?;
+            if !(MIN_INTEGRATION_TIMEOUT..=MAX_INTEGRATION_TIMEOUT).contains(&t) {
+                return Err((".timeout".into(), "must be between 50ms and 300s".into()));
+            }
+            t
+        }
+    };
+    match i.kind {
+        IntegrationType::Mock => {
+            if i.uri.is_some() {
+                return Err((".uri".into(), "a MOCK integration has no uri".into()));
+            }
+            let response = i.response.clone().unwrap_or(manifest::MockResponse {
+                status: 200,
+                headers: BTreeMap::new(),
+                body: String::new(),
+            });
+            if !(100..=599).contains(&response.status) {
+                return Err((".response.status".into(), "an HTTP status between 100 and 599".into()));
+            }
+            let mut headers = Vec::new();
+            for (name, value) in &response.headers {
+                if httparse_token(name).is_err() || value.contains(['\r', '\n']) {
+                    return Err((format!(".response.headers.{name}"), "not a valid header".into()));
+                }
+                headers.push(table::Header { name: name.clone(), value: value.clone() });
+            }
+            Ok(Integration::Mock(MockIntegration {
+                status: response.status,
+                headers,
+                body: response.body.into_bytes(),
+            }))
+        }
+        IntegrationType::Http | IntegrationType::HttpProxy => {
+            if i.response.is_some() {
+                return Err((".response".into(), "only a MOCK integration has a response".into()));
+            }
+            let uri = i.uri.as_deref().ok_or((".uri".to_string(), "required for HTTP integrations".to_string()))?;
+            let uri = substitute_stage_variables(uri, variables).map_err(|e| (".uri".to_string(), e))?;
+            let (host, port, path) = split_http_uri(&uri).map_err(|e| (".uri".to_string(), e))?;
+            let parts = split_template(&path, params).map_err(|e| (".uri".to_string(), e))?;
+            let method = match &i.method {
+                None => None,
+                Some(m) => Some(
+                    Method::from_route_key(m)
+                        .filter(|m| *m != Method::Any)
+                        .ok_or((".method".to_string(), format!("unknown method '{m}'")))?,
+                ),
+            };
+            let upstream = match upstreams.iter().position(|u| u.host == host && u.port == port) {
+                Some(i) => i,
+                None => {
+                    upstreams.push(Upstream { host, port });
+                    upstreams.len() - 1
+                }
+            };
+            Ok(Integration::Http(HttpIntegration {
+                proxy: i.kind == IntegrationType::HttpProxy,
+                method,
+                upstream: upstream as u32,
+                path: parts,
+                timeout_ms: timeout.as_millis() as u32,
+            }))
+        }
+    }
+}
+
+fn httparse_token(name: &str) -> Result<(), ()> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// Replaces every `${stageVariables.name}`; a missing variable is an error rather than an
+/// empty string, which AWS would only reveal at request time.
+fn substitute_stage_variables(uri: &str, variables: &BTreeMap<String, String>) -> Result<String, String> {
+    const OPEN: &str = "${stageVariables.";
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let end = after.find('}').ok_or_else(|| "unclosed '${stageVariables.'".to_string())?;
+        let name = &after[..end];
+        let value = variables
+            .get(name)
+            .ok_or_else(|| format!("stage variable '{name}' is not set on this stage"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Splits `http://host[:port]/path?query` into host, port and the path-and-query.
+fn split_http_uri(uri: &str) -> Result<(String, u16, String), String> {
+    if uri.starts_with("https://") {
+        return Err(format!("'{uri}': https upstreams are not supported yet; use http://"));
+    }
+    let rest = uri
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("'{uri}' is not an http:// URI"))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.contains(['{', '}', '@']) {
+        return Err(format!("'{uri}': the host must be fixed (path parameters go in the path)"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or_else(|| format!("'{uri}': unclosed IPv6 literal"))?;
+        let port = v6[end + 1..].strip_prefix(':');
+        (format!("[{}]", &v6[..end]), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("'{uri}' has no host"));
+    }
+    let port = match port {
+        None => 80,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{uri}': bad port '{p}'"))?,
+    };
+    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    Ok((host, port, path))
+}
+
+/// Splits a path template into literal parts and `{param}` references.
+fn split_template(path: &str, params: &[String]) -> Result<Vec<UriPart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(UriPart::Literal(rest[..open].to_string()));
+        }
+        let close = rest[open..].find('}').ok_or("unclosed '{' in the uri")? + open;
+        let name = rest[open + 1..close].trim_end_matches('+');
+        let index = params
+            .iter()
+            .position(|p| p == name)
+            .ok_or_else(|| format!("'{{{name}}}' is not a path parameter of this route"))?;
+        parts.push(UriPart::Param(index as u32));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(UriPart::Literal(rest.to_string()));
+    }
+    if parts.is_empty() {
+        parts.push(UriPart::Literal("/".into()));
+    }
+    if rest.contains('}') {
+        return Err("unopened '}' in the uri".into());
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse;
+
+    const PETSTORE: &str = include_str!("../examples/petstore.yaml");
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("m.yaml", text) {
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+            Ok(m) => match compile(&m, 1) {
+                Err(e) => e.iter().map(|e| e.to_string()).collect(),
+                Ok(_) => vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn petstore_compiles_with_variables_substituted() {
+        let table = compile(&parse("petstore.yaml", PETSTORE).unwrap(), 7).unwrap();
+        assert_eq!(table.version, 7);
+        assert_eq!(table.stages.len(), 1);
+        let stage = &table.stages[0];
+        assert_eq!((stage.api.as_str(), stage.name.as_str()), ("petstore", "prod"));
+        assert_eq!(stage.routes.len(), 5);
+        assert_eq!(table.upstreams, vec![Upstream { host: "127.0.0.1".into(), port: 9000 }]);
+        let by_pet = stage.routes.iter().find(|r| r.key == "GET /pets/{petId}").unwrap();
+        let Integration::Http(http) = &by_pet.integration else { panic!("not http") };
+        assert_eq!(http.path, vec![UriPart::Literal("/pets/".into()), UriPart::Param(0)]);
+        assert_eq!(http.timeout_ms, 29_000);
+        assert_eq!(table.domains[0].host, "localhost");
+        // Same manifest, same ids: per-shard state survives recompilation.
+        let again = compile(&parse("petstore.yaml", PETSTORE).unwrap(), 8).unwrap();
+        assert_eq!(again.stages[0].id, stage.id);
+        assert_eq!(again.stages[0].routes[0].id, stage.routes[0].id);
+    }
+
+    #[test]
+    fn broken_manifests_get_located_errors() {
+        let api = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://${stageVariables.nope}/x\" }\n";
+        let stage = "---\nkind: Stage\napi: a\nname: s\n";
+        assert_eq!(
+            errors(&format!("{api}{stage}")),
+            vec!["m.yaml:1: routes[\"GET /x\"].integration.uri: stage variable 'nope' is not set on this stage"]
+        );
+        assert_eq!(
+            errors("kind: Api\nname: a\nroutez: {}\n"),
+            vec!["m.yaml:3: unknown field `routez`, expected one of `kind`, `name`, `protocol`, `routes`"]
+        );
+        assert_eq!(errors("kind: Gateway\n"), vec!["m.yaml:1: kind: unknown kind 'Gateway'; one of Account, Api, Stage, Domain, UsagePlan, ApiKey"]);
+        assert_eq!(errors("kind: Stage\napi: nope\nname: s\n"), vec!["m.yaml:1: api: no Api named 'nope'"]);
+        let bad_routes = "kind: Api\nname: a\nroutes:\n  FETCH /x: { integration: { type: MOCK } }\n  GET /{p+}/x: { integration: { type: MOCK } }\n  GET /y: { integration: { type: HTTP, uri: \"https://h/\" } }\n---\nkind: Stage\napi: a\nname: s\n";
+        assert_eq!(
+            errors(bad_routes),
+            vec![
+                "m.yaml:1: routes[\"FETCH /x\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
+                "m.yaml:1: routes[\"GET /y\"].integration.uri: 'https://h/': https upstreams are not supported yet; use http://",
+                "m.yaml:1: routes[\"GET /{p+}/x\"]: a greedy '{name+}' segment must be the last",
+            ]
+        );
+    }
+
+    #[test]
+    fn uri_templates_split_into_parts() {
+        let params = vec!["proxy".to_string()];
+        assert_eq!(
+            split_template("/a/{proxy}?q=1", &params).unwrap(),
+            vec![UriPart::Literal("/a/".into()), UriPart::Param(0), UriPart::Literal("?q=1".into())]
+        );
+        assert!(split_template("/a/{nope}", &params).is_err());
+        assert_eq!(split_http_uri("http://h:81").unwrap(), ("h".into(), 81, String::new()));
+        assert_eq!(split_http_uri("http://[::1]:82/x").unwrap(), ("[::1]".into(), 82, "/x".into()));
+        assert!(split_http_uri("http://h:0/").is_err());
+        assert!(split_http_uri("ftp://h/").is_err());
+    }
+}

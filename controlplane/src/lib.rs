@@ -1,0 +1,48 @@
+//! The control plane: owns desired state, validates it and compiles it into routing tables.
+//!
+//! - [`manifest`]: the YAML object model and its strict, located parsing.
+//! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked.
+
+pub mod compile;
+pub mod manifest;
+
+use manifest::{Manifest, ManifestError};
+use std::path::Path;
+
+/// Reads manifests from a file, or from every `.yaml`/`.yml` file of a directory (sorted by
+/// name, like `kubectl apply -f DIR`).
+pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
+    let io_error = |file: &Path, e: std::io::Error| ManifestError {
+        file: file.display().to_string(),
+        line: None,
+        path: String::new(),
+        message: e.to_string(),
+    };
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| vec![io_error(path, e)])?;
+        for entry in entries {
+            let entry = entry.map_err(|e| vec![io_error(path, e)])?;
+            let p = entry.path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut manifest = Manifest::default();
+    let mut errors = Vec::new();
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => manifest::parse_into(&file.display().to_string(), &text, &mut manifest, &mut errors),
+            Err(e) => errors.push(io_error(file, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(errors)
+    }
+}

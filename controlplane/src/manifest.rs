@@ -1,0 +1,395 @@
+//! The manifest model: what `controlctl apply -f` reads. Multi-document YAML, one object per
+//! document, selected by `kind`, like kubectl manifests.
+//!
+//! Parsing is strict (unknown keys are errors) and every error carries the file, the line and
+//! the field path, so a user can fix a manifest without guessing.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// One error in a manifest, located as precisely as the parser allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// Field path inside the document, e.g. `routes["GET /pets"].integration.uri`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.path.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every object of one or more manifest files, in document order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Manifest {
+    pub account: Option<Located<Account>>,
+    pub apis: Vec<Located<Api>>,
+    pub stages: Vec<Located<Stage>>,
+    pub domains: Vec<Located<Domain>>,
+    pub usage_plans: Vec<Located<UsagePlan>>,
+    pub api_keys: Vec<Located<ApiKey>>,
+}
+
+/// A document together with where it came from, for error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    pub file: String,
+    /// Line of the document's first line.
+    pub line: usize,
+    pub value: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub kind: String,
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    pub rate: f64,
+    pub burst: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    Rest,
+    Http,
+    Websocket,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub kind: String,
+    pub name: String,
+    #[serde(default = "default_protocol")]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub routes: BTreeMap<String, Route>,
+}
+
+fn default_protocol() -> Protocol {
+    Protocol::Rest
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Route {
+    pub integration: Integration,
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
+    #[serde(default)]
+    pub cache: Option<RouteCache>,
+    #[serde(default)]
+    pub api_key_required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteCache {
+    #[serde(default)]
+    pub ttl: Option<DurationText>,
+    #[serde(default)]
+    pub key_parameters: Vec<String>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IntegrationType {
+    #[serde(rename = "MOCK")]
+    Mock,
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTP_PROXY")]
+    HttpProxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    #[serde(rename = "type")]
+    pub kind: IntegrationType,
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Method for the upstream call; the client's method when absent.
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    #[serde(default)]
+    pub response: Option<MockResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockResponse {
+    #[serde(default = "default_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Stage {
+    pub kind: String,
+    pub api: String,
+    pub name: String,
+    #[serde(default = "default_true")]
+    pub auto_deploy: bool,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
+    #[serde(default)]
+    pub cache: Option<StageCache>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCache {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub capacity: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<DurationText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mapping {
+    #[serde(default)]
+    pub base_path: String,
+    pub api: String,
+    pub stage: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub stages: Vec<String>,
+    #[serde(default)]
+    pub throttle: Option<Throttle>,
+    #[serde(default)]
+    pub quota: Option<Quota>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub limit: u64,
+    pub period: QuotaPeriod,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum QuotaPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// A duration written as text: `29s`, `500ms`, `5m`, `1h`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DurationText(pub String);
+
+impl DurationText {
+    pub fn parse(&self) -> Result<Duration, String> {
+        parse_duration(&self.0)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; write it like 29s, 500ms or 5m"))?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("'{text}' has no known unit; use ms, s, m or h")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is too long a duration"))
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: Option<String>,
+}
+
+const KINDS: &[&str] = &["Account", "Api", "Stage", "Domain", "UsagePlan", "ApiKey"];
+
+/// Splits multi-document YAML text into `(first line, text)` pairs. A document starts after a
+/// line that begins with `---`.
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") {
+            docs.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    docs.push((start, current));
+    docs.retain(|(_, doc)| {
+        doc.lines().any(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#')
+        })
+    });
+    docs
+}
+
+fn yaml_error(file: &str, first_line: usize, err: &serde_yaml::Error) -> ManifestError {
+    // serde_yaml reports "path: message at line L column C"; keep the path and message, and
+    // turn the line into a file line.
+    let line = err.location().map(|l| first_line + l.line() - 1).or(Some(first_line));
+    let mut text = err.to_string();
+    if let Some(at) = text.rfind(" at line ") {
+        text.truncate(at);
+    }
+    let (path, message) = match text.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
+        _ => (String::new(), text),
+    };
+    ManifestError { file: file.to_string(), line, path, message }
+}
+
+/// Parses one file's text into `manifest`, appending every error found to `errors`.
+pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) {
+    for (line, doc) in documents(text) {
+        let kind = match serde_yaml::from_str::<KindOnly>(&doc) {
+            Ok(KindOnly { kind: Some(kind) }) => kind,
+            Ok(KindOnly { kind: None }) => {
+                errors.push(ManifestError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    path: "kind".into(),
+                    message: format!("missing; one of {}", KINDS.join(", ")),
+                });
+                continue;
+            }
+            Err(e) => {
+                errors.push(yaml_error(file, line, &e));
+                continue;
+            }
+        };
+        macro_rules! push {
+            ($field:expr, $ty:ty) => {
+                match serde_yaml::from_str::<$ty>(&doc) {
+                    Ok(value) => $field.push(Located { file: file.to_string(), line, value }),
+                    Err(e) => errors.push(yaml_error(file, line, &e)),
+                }
+            };
+        }
+        match kind.as_str() {
+            "Account" => match serde_yaml::from_str::<Account>(&doc) {
+                Ok(value) => {
+                    if manifest.account.is_some() {
+                        errors.push(ManifestError {
+                            file: file.to_string(),
+                            line: Some(line),
+                            path: "kind".into(),
+                            message: "a second Account; there is one per gateway".into(),
+                        });
+                    }
+                    manifest.account = Some(Located { file: file.to_string(), line, value });
+                }
+                Err(e) => errors.push(yaml_error(file, line, &e)),
+            },
+            "Api" => push!(manifest.apis, Api),
+            "Stage" => push!(manifest.stages, Stage),
+            "Domain" => push!(manifest.domains, Domain),
+            "UsagePlan" => push!(manifest.usage_plans, UsagePlan),
+            "ApiKey" => push!(manifest.api_keys, ApiKey),
+            other => errors.push(ManifestError {
+                file: file.to_string(),
+                line: Some(line),
+                path: "kind".into(),
+                message: format!("unknown kind '{other}'; one of {}", KINDS.join(", ")),
+            }),
+        }
+    }
+}
+
+/// Parses manifest text from one file.
+pub fn parse(file: &str, text: &str) -> Result<Manifest, Vec<ManifestError>> {
+    let mut manifest = Manifest::default();
+    let mut errors = Vec::new();
+    parse_into(file, text, &mut manifest, &mut errors);
+    if errors.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(errors)
+    }
+}
