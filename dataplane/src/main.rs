@@ -1,1 +1,233 @@
-fn main(){}
+//! `dataplane`: serves APIs with one shard per core.
+
+mod admin;
+mod conn;
+mod gateway_response;
+mod http1;
+mod loaded_table;
+mod mock;
+mod pipeline;
+mod proxy;
+mod request_id;
+mod settings;
+mod shard;
+mod stats;
+mod sys;
+mod upstream;
+
+use clap::Parser;
+use loaded_table::LoadedTable;
+use settings::Settings;
+use shard::{IoDriver, ShardSpec};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "dataplane", version, about = "The gateway's data plane: one shard per core")]
+struct Cli {
+    /// Address the API traffic is served on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Address of the admin endpoints (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Number of shards (worker threads); default one per available core.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// io driver of every shard.
+    #[arg(long, value_enum, default_value_t = IoDriver::Auto)]
+    io_driver: IoDriver,
+    /// Serve a routing table from this file (compiled by `controlctl compile`).
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// Seconds a client may take to send a request head.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Seconds to wait for the next bytes of a request body.
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    // Before any thread exists, so every thread inherits the mask and only the signal thread
+    // receives SIGTERM/SIGINT/SIGHUP.
+    sys::block_signals().map_err(|e| format!("blocking signals: {e}"))?;
+
+    let settings = Arc::new(Settings {
+        header_timeout: Duration::from_secs(cli.header_timeout_secs),
+        idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
+        body_timeout: Duration::from_secs(cli.body_timeout_secs),
+        shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
+        ..Settings::default()
+    });
+    let table = match &cli.table {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let table = LoadedTable::load(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!(
+                "loaded table version {} ({} bytes, {} stage(s)) from {}",
+                table.get().version,
+                table.len(),
+                table.get().stages.len(),
+                path.display()
+            );
+            Some(Arc::new(table))
+        }
+    };
+
+    let cpus = sys::allowed_cpus();
+    let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
+    let listeners = bind_listeners(cli.listen, shard_count)?;
+    let listen_addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let admin_listener =
+        std::net::TcpListener::bind(cli.admin).map_err(|e| format!("admin address {}: {e}", cli.admin))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
+    let admin_state = Arc::new(admin::AdminState {
+        ready: AtomicBool::new(table.is_some()),
+        table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),
+        shards: stats.clone(),
+    });
+    {
+        let state = admin_state.clone();
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || admin::serve(admin_listener, state))
+            .map_err(|e| e.to_string())?;
+    }
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let listener_fds: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let mut handles = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let spec = ShardSpec {
+            index,
+            cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
+            driver: cli.io_driver,
+            listener,
+            settings: settings.clone(),
+            table: table.clone(),
+            stats: stats[index].clone(),
+            stopping: stopping.clone(),
+        };
+        let started = started_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                let result = shard::run(spec);
+                if let Err(e) = &result {
+                    let _ = started.send(Err(format!("shard {index}: {e}")));
+                }
+                result
+            })
+            .map_err(|e| e.to_string())?;
+        handles.push(handle);
+    }
+    drop(started_tx);
+    // Wait until every shard has picked its driver (or one failed), then announce.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.iter().any(|s| s.driver.get().is_none()) {
+        if let Ok(Err(e)) = started_rx.try_recv() {
+            return Err(e);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("shards did not start within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (i, s) in stats.iter().enumerate() {
+        let cpu = s.cpu.get().copied().flatten().map_or("unpinned".to_string(), |c| format!("cpu {c}"));
+        eprintln!("shard {i}: {} on {cpu}", s.driver.get().copied().unwrap_or("?"));
+    }
+    println!("admin on {admin_addr}");
+    println!("listening on {listen_addr}");
+
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let sig = sys::wait_signal();
+            if sig == libc::SIGHUP {
+                // Reserved for reopening access logs.
+                continue;
+            }
+            eprintln!("signal {sig}: stopping; in-flight requests may finish");
+            stopping.store(true, Ordering::Release);
+            for fd in &listener_fds {
+                sys::shutdown_read(*fd);
+            }
+            return;
+        })
+        .map_err(|e| e.to_string())?;
+
+    let mut failed = false;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("error: shard stopped: {e}");
+                failed = true;
+            }
+            Err(_) => failed = true,
+        }
+    }
+    eprintln!("stopped");
+    if failed {
+        Err("a shard failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// One `SO_REUSEPORT` listener per shard on the same address. A probe bind without
+/// `SO_REUSEPORT` first makes sure no other process already serves this port, since
+/// `SO_REUSEPORT` would otherwise silently share it.
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, String> {
+    use socket2::{Domain, Socket, Type};
+    if addr.port() != 0 {
+        let probe = std::net::TcpListener::bind(addr).map_err(|e| format!("listen address {addr}: {e}"))?;
+        drop(probe);
+    }
+    let mut listeners = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(|e| e.to_string())?;
+        socket.set_reuse_address(true).map_err(|e| e.to_string())?;
+        socket.set_reuse_port(true).map_err(|e| e.to_string())?;
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        socket.bind(&bound.into()).map_err(|e| format!("listen address {bound}: {e}"))?;
+        socket.listen(4096).map_err(|e| format!("listen address {bound}: {e}"))?;
+        let listener: std::net::TcpListener = socket.into();
+        // With port 0, the first socket picks the port and the others join it.
+        bound = listener.local_addr().map_err(|e| e.to_string())?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}

@@ -1,0 +1,105 @@
+//! The admin port: `/healthz` (the process is up), `/readyz` (a routing table is loaded) and
+//! `/metrics` (Prometheus text). It runs on its own plain thread, off the shards.
+
+use crate::stats::ShardStats;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct AdminState {
+    pub ready: AtomicBool,
+    pub table_version: AtomicU64,
+    pub shards: Vec<Arc<ShardStats>>,
+}
+
+pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = handle(stream, &state);
+    }
+}
+
+fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    let path = loop {
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_string(),
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
+        }
+    };
+    let path = path.split('?').next().unwrap_or("/");
+    match path {
+        "/healthz" => respond(&mut stream, 200, "text/plain", "ok\n"),
+        "/readyz" if state.ready.load(Relaxed) => respond(&mut stream, 200, "text/plain", "ready\n"),
+        "/readyz" => respond(&mut stream, 503, "text/plain", "no routing table loaded\n"),
+        "/metrics" => respond(&mut stream, 200, "text/plain; version=0.0.4", &metrics(state)),
+        _ => respond(&mut stream, 404, "text/plain", "not found\n"),
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+    let reason = crate::http1::response::reason(status);
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}
+
+/// Data-plane gauges and counters. The per-route metric set comes with the observability work.
+fn metrics(state: &AdminState) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP gateway_table_version Version of the routing table being served.");
+    let _ = writeln!(out, "# TYPE gateway_table_version gauge");
+    let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
+    let series: [(&str, &str, &str, fn(&ShardStats) -> u64); 5] = [
+        ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
+        ("gateway_open_connections", "gauge", "Client connections open.", |s| s.open_connections.load(Relaxed)),
+        ("gateway_accepted_connections_total", "counter", "Client connections accepted.", |s| {
+            s.accepted_connections.load(Relaxed)
+        }),
+        ("gateway_upstream_requests_reused_total", "counter", "Upstream requests sent on a pooled connection.", |s| {
+            s.upstream_reused.load(Relaxed)
+        }),
+        ("gateway_upstream_connections_opened_total", "counter", "Upstream connections opened.", |s| {
+            s.upstream_opened.load(Relaxed)
+        }),
+    ];
+    for (name, kind, help, read) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (i, shard) in state.shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", read(shard));
+        }
+    }
+    let (reused, opened) = state.shards.iter().fold((0, 0), |(r, o), s| {
+        (r + s.upstream_reused.load(Relaxed), o + s.upstream_opened.load(Relaxed))
+    });
+    let ratio = if reused + opened == 0 { 0.0 } else { reused as f64 / (reused + opened) as f64 };
+    let _ = writeln!(out, "# HELP gateway_upstream_reuse_ratio Share of upstream requests sent on a reused connection.");
+    let _ = writeln!(out, "# TYPE gateway_upstream_reuse_ratio gauge");
+    let _ = writeln!(out, "gateway_upstream_reuse_ratio {ratio:.4}");
+    let _ = writeln!(out, "# HELP gateway_shard_info The io driver and cpu of each shard.");
+    let _ = writeln!(out, "# TYPE gateway_shard_info gauge");
+    for (i, shard) in state.shards.iter().enumerate() {
+        let driver = shard.driver.get().copied().unwrap_or("starting");
+        let cpu = shard.cpu.get().copied().flatten().map_or("none".to_string(), |c| c.to_string());
+        let _ = writeln!(out, "gateway_shard_info{{shard=\"{i}\",driver=\"{driver}\",cpu=\"{cpu}\"}} 1");
+    }
+    out
+}

@@ -1,0 +1,373 @@
+//! The client connection state machine: read into one owned buffer, answer every complete
+//! request in it in order (pipelining), write all their responses with one write, and keep
+//! the connection alive between requests within the timeouts.
+//!
+//! Memory per idle connection is one small read buffer and one small write buffer; a buffer
+//! that grew for a large request is given back once the request is done.
+
+use crate::gateway_response::{self, Kind};
+use crate::http1::chunked::{ChunkError, ChunkedDecoder};
+use crate::http1::head::{self, Framing, Head, HeadError};
+use crate::pipeline;
+use crate::shard::{ConnEntry, Shard};
+use crate::stats::ShardStats;
+use crate::upstream::UpstreamBuffers;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// Starting size of the read and write buffers.
+const INITIAL_BUFFER: usize = 4096;
+/// A buffer larger than this is replaced by a fresh small one between requests.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
+    let _ = stream.set_nodelay(true);
+    let idle = Rc::new(Cell::new(false));
+    let key = shard.conns.borrow_mut().insert(ConnEntry { fd: stream.as_raw_fd(), idle: idle.clone() });
+    shard.stats.open_connections.fetch_add(1, Relaxed);
+    let mut conn = Conn {
+        stream,
+        peer,
+        shard: shard.clone(),
+        idle,
+        buf: Vec::with_capacity(INITIAL_BUFFER),
+        start: 0,
+        out: Vec::with_capacity(INITIAL_BUFFER),
+        body: Vec::new(),
+        upstream: UpstreamBuffers::default(),
+        pending: None,
+    };
+    conn.run().await;
+    shard.conns.borrow_mut().remove(key);
+    shard.stats.open_connections.fetch_sub(1, Relaxed);
+}
+
+/// A request whose head has arrived but whose body has not, completely.
+enum Pending {
+    Length { head_len: usize, body_len: usize },
+    Chunked { head_len: usize, decoder: ChunkedDecoder },
+}
+
+/// What to do after the buffered requests were handled.
+#[derive(PartialEq, Eq)]
+enum Next {
+    /// Read more bytes.
+    Read,
+    /// Flush and close (after the client's last request, or on an error).
+    Close,
+    /// Flush, then close gracefully: stop writing and discard what the client still sends for
+    /// a moment, so it reads the error response instead of a reset.
+    CloseAfterError,
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shard: Rc<Shard>,
+    idle: Rc<Cell<bool>>,
+    /// Received bytes; requests start at `start`.
+    buf: Vec<u8>,
+    start: usize,
+    /// Responses waiting to be written.
+    out: Vec<u8>,
+    /// The decoded body of a chunked request.
+    body: Vec<u8>,
+    upstream: UpstreamBuffers,
+    pending: Option<Pending>,
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        let mut head_started: Option<Instant> = None;
+        loop {
+            let next = self.handle_buffered().await;
+            if !self.out.is_empty() {
+                let out = std::mem::take(&mut self.out);
+                let (result, mut out) = self.stream.write_all(out).await;
+                if result.is_err() {
+                    return;
+                }
+                out.clear();
+                if out.capacity() > KEEP_BUFFER {
+                    out = Vec::with_capacity(INITIAL_BUFFER);
+                }
+                self.out = out;
+            }
+            match next {
+                Next::Close => return,
+                Next::CloseAfterError => return self.linger().await,
+                Next::Read => {}
+            }
+            self.compact();
+            let waiting_for_new_request = self.start == self.buf.len() && self.pending.is_none();
+            if waiting_for_new_request && self.shard.draining.get() {
+                return;
+            }
+            let settings = &self.shard.settings;
+            let wait = if waiting_for_new_request {
+                head_started = None;
+                settings.idle_timeout
+            } else if self.pending.is_some() {
+                settings.body_timeout
+            } else {
+                let started = *head_started.get_or_insert_with(Instant::now);
+                match settings.header_timeout.checked_sub(started.elapsed()) {
+                    Some(left) => left,
+                    None => return,
+                }
+            };
+            self.reserve_for_read();
+            let buf = std::mem::take(&mut self.buf);
+            let len = buf.len();
+            let capacity = buf.capacity();
+            self.idle.set(waiting_for_new_request);
+            let read = monoio::time::timeout(wait, self.stream.read(buf.slice_mut(len..capacity))).await;
+            self.idle.set(false);
+            let Ok((result, slice)) = read else {
+                // Idle, header or body timeout: a slow client costs nothing more.
+                return;
+            };
+            self.buf = slice.into_inner();
+            match result {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if head_started.is_none() && self.pending.is_none() {
+                        head_started = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers every complete request in the buffer, in order.
+    async fn handle_buffered(&mut self) -> Next {
+        loop {
+            if let Some(pending) = self.pending.take() {
+                match self.progress_body(pending) {
+                    BodyProgress::Incomplete(pending) => {
+                        self.pending = Some(pending);
+                        return Next::Read;
+                    }
+                    BodyProgress::Failed(kind) => {
+                        self.write_error(kind);
+                        return Next::CloseAfterError;
+                    }
+                    BodyProgress::Complete { head_len, consumed, chunked } => {
+                        if !self.dispatch_reparsed(head_len, consumed, chunked).await {
+                            return Next::Close;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if self.start == self.buf.len() {
+                return Next::Read;
+            }
+            let limits = self.shard.settings.limits;
+            let mut slots = head::header_slots();
+            let head = match head::parse(&self.buf[self.start..], &mut slots, &limits) {
+                Ok(None) => return Next::Read,
+                Ok(Some(head)) => head,
+                Err(e) => {
+                    self.write_error(head_error_kind(e));
+                    return Next::CloseAfterError;
+                }
+            };
+            let available = self.buf.len() - self.start - head.len;
+            let (body_start, body_end, consumed) = match head.framing {
+                Framing::Empty => (0, 0, head.len),
+                Framing::Length(n) if available as u64 >= n => {
+                    let s = self.start + head.len;
+                    (s, s + n as usize, head.len + n as usize)
+                }
+                Framing::Length(n) => {
+                    let (head_len, expect) = (head.len, head.expect_continue);
+                    drop(head);
+                    self.pending = Some(Pending::Length { head_len, body_len: n as usize });
+                    if expect && available == 0 {
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    return Next::Read;
+                }
+                Framing::Chunked => {
+                    let (head_len, expect) = (head.len, head.expect_continue);
+                    drop(head);
+                    self.body.clear();
+                    let pending = Pending::Chunked {
+                        head_len,
+                        decoder: ChunkedDecoder::new(limits.max_body),
+                    };
+                    if expect && available == 0 {
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    self.pending = Some(pending);
+                    continue;
+                }
+            };
+            let keep_alive = head.keep_alive;
+            let body = &self.buf[body_start..body_end];
+            let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+            drop(head);
+            self.start += consumed;
+            if !(go_on && keep_alive) {
+                return Next::Close;
+            }
+        }
+    }
+
+    /// Handles a request whose body arrived after its head: the head is parsed again (it is
+    /// still at `start`), which is cheaper than keeping borrowed pieces across reads.
+    async fn dispatch_reparsed(&mut self, head_len: usize, consumed: usize, chunked: bool) -> bool {
+        let limits = self.shard.settings.limits;
+        let mut slots = head::header_slots();
+        let parsed = head::parse(&self.buf[self.start..self.start + head_len], &mut slots, &limits);
+        let Ok(Some(head)) = parsed else {
+            // The head was valid when it arrived and its bytes have not changed.
+            self.write_error(Kind::BadRequest);
+            return false;
+        };
+        let keep_alive = head.keep_alive;
+        let body = if chunked {
+            &self.body[..]
+        } else {
+            &self.buf[self.start + head_len..self.start + consumed]
+        };
+        let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+        drop(head);
+        self.start += consumed;
+        if chunked && self.body.capacity() > KEEP_BUFFER {
+            self.body = Vec::new();
+        }
+        go_on && keep_alive
+    }
+
+    fn progress_body(&mut self, pending: Pending) -> BodyProgress {
+        match pending {
+            Pending::Length { head_len, body_len } => {
+                if self.buf.len() - self.start >= head_len + body_len {
+                    BodyProgress::Complete { head_len, consumed: head_len + body_len, chunked: false }
+                } else {
+                    BodyProgress::Incomplete(Pending::Length { head_len, body_len })
+                }
+            }
+            Pending::Chunked { head_len, mut decoder } => {
+                let raw_start = self.start + head_len;
+                match decoder.decode(&self.buf[raw_start..], &mut self.body) {
+                    Err(ChunkError::TooLarge) => BodyProgress::Failed(Kind::RequestTooLarge),
+                    Err(ChunkError::Malformed(_)) => BodyProgress::Failed(Kind::BadRequest),
+                    Ok(used) if decoder.is_done() => {
+                        // Drop the raw chunked bytes so the head is followed by the next request.
+                        self.buf.drain(raw_start..raw_start + used);
+                        BodyProgress::Complete { head_len, consumed: head_len, chunked: true }
+                    }
+                    Ok(used) => {
+                        // Raw bytes already decoded are not needed again.
+                        self.buf.drain(raw_start..raw_start + used);
+                        BodyProgress::Incomplete(Pending::Chunked { head_len, decoder })
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_error(&mut self, kind: Kind) {
+        let request_id = self.shard.ids.borrow_mut().next();
+        let date = *self.shard.date.borrow_mut().get();
+        let common = crate::http1::response::Common {
+            request_id: &request_id,
+            date: &date,
+            keep_alive: false,
+            http10: false,
+            head_request: false,
+        };
+        gateway_response::write(&mut self.out, kind, &common);
+        ShardStats::add(&self.shard.stats.requests, 1);
+    }
+
+    /// Moves unconsumed bytes to the front, and gives back a buffer that grew large.
+    fn compact(&mut self) {
+        if self.start == self.buf.len() && self.pending.is_none() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > KEEP_BUFFER {
+                self.buf = Vec::with_capacity(INITIAL_BUFFER);
+            }
+        } else if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Makes room for the next read: the whole body for a known length, otherwise doubling.
+    fn reserve_for_read(&mut self) {
+        let needed = match &self.pending {
+            Some(Pending::Length { head_len, body_len }) => self.start + head_len + body_len,
+            _ => self.buf.len() + 1,
+        };
+        if self.buf.capacity() < needed {
+            self.buf.reserve_exact(needed - self.buf.len());
+        } else if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+        }
+    }
+
+    /// After an error response: half-close and discard input briefly, so the client reads the
+    /// response rather than a connection reset caused by its unread bytes.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut scratch = Vec::with_capacity(INITIAL_BUFFER);
+        let mut discarded = 0usize;
+        while discarded < 1 << 20 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };
+            match monoio::time::timeout(left, self.stream.read(scratch)).await {
+                Ok((Ok(n), buf)) if n > 0 => {
+                    discarded += n;
+                    scratch = buf;
+                    scratch.clear();
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+enum BodyProgress {
+    Incomplete(Pending),
+    Failed(Kind),
+    Complete { head_len: usize, consumed: usize, chunked: bool },
+}
+
+fn head_error_kind(e: HeadError) -> Kind {
+    match e {
+        HeadError::BadRequest(_) => Kind::BadRequest,
+        HeadError::UriTooLong => Kind::UriTooLong,
+        HeadError::HeadersTooLarge => Kind::HeadersTooLarge,
+        HeadError::BodyTooLarge => Kind::RequestTooLarge,
+        HeadError::ExpectationFailed => Kind::ExpectationFailed,
+    }
+}
+
+/// Runs one request through the pipeline and appends its response. Returns false when the
+/// connection must close afterwards (the process is draining).
+async fn respond(
+    shard: &Shard,
+    head: &Head<'_, '_>,
+    body: &[u8],
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+    upstream: &mut UpstreamBuffers,
+) -> bool {
+    ShardStats::add(&shard.stats.requests, 1);
+    let keep_alive = head.keep_alive && !shard.draining.get();
+    pipeline::handle(shard, head, body, peer, keep_alive, out, upstream).await;
+    !shard.draining.get()
+}

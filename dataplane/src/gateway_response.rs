@@ -1,0 +1,65 @@
+//! Gateway responses: every failure the gateway itself answers has one [`Kind`], and this one
+//! function maps a kind to the AWS-style response (status, `{"message": ...}` body and
+//! `x-amzn-ErrorType`).
+
+use crate::http1::response::{self, Common};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// REST API: no route matched (AWS uses this for unknown resources too).
+    MissingAuthenticationToken,
+    /// HTTP API: no route matched.
+    NotFound,
+    /// No API is mapped for this host and path.
+    UnknownDomain,
+    /// Malformed request or ambiguous framing.
+    BadRequest,
+    RequestTooLarge,
+    UriTooLong,
+    HeadersTooLarge,
+    ExpectationFailed,
+    /// The integration did not answer in time.
+    IntegrationTimeout,
+    /// The integration could not be reached, or answered with something that is not HTTP.
+    IntegrationFailure,
+    /// No routing table is loaded yet.
+    NotReady,
+}
+
+impl Kind {
+    /// `(status, body, x-amzn-ErrorType)` as AWS answers.
+    pub fn response(self) -> (u16, &'static [u8], Option<&'static [u8]>) {
+        match self {
+            Kind::MissingAuthenticationToken => (
+                403,
+                br#"{"message":"Missing Authentication Token"}"#,
+                Some(b"MissingAuthenticationTokenException"),
+            ),
+            Kind::NotFound => (404, br#"{"message":"Not Found"}"#, None),
+            Kind::UnknownDomain => (403, br#"{"message":"Forbidden"}"#, Some(b"ForbiddenException")),
+            Kind::BadRequest => (400, br#"{"message":"Bad Request"}"#, Some(b"BadRequestException")),
+            Kind::RequestTooLarge => (413, br#"{"message":"Request Too Long"}"#, Some(b"RequestTooLargeException")),
+            Kind::UriTooLong => (414, br#"{"message":"Request-URI Too Long"}"#, None),
+            Kind::HeadersTooLarge => (431, br#"{"message":"Request Header Fields Too Large"}"#, None),
+            Kind::ExpectationFailed => (417, br#"{"message":"Expectation Failed"}"#, None),
+            Kind::IntegrationTimeout => (504, br#"{"message":"Endpoint request timed out"}"#, None),
+            Kind::IntegrationFailure => (
+                502,
+                br#"{"message":"Internal server error"}"#,
+                Some(b"InternalServerErrorException"),
+            ),
+            Kind::NotReady => (503, br#"{"message":"Service Unavailable"}"#, None),
+        }
+    }
+}
+
+/// Appends the gateway response for `kind` to `out`.
+pub fn write(out: &mut Vec<u8>, kind: Kind, common: &Common<'_>) {
+    let (status, body, error_type) = kind.response();
+    response::write_status(out, status);
+    response::write_header(out, b"content-type", b"application/json");
+    if let Some(error_type) = error_type {
+        response::write_header(out, b"x-amzn-ErrorType", error_type);
+    }
+    response::finish(out, common, body, None);
+}

@@ -1,0 +1,326 @@
+//! Request-head parsing: httparse for the syntax, then the framing and smuggling rules that
+//! decide how long the body is. Pure: bytes in, a borrowed [`Head`] or a [`HeadError`] out.
+//!
+//! The rules are strict on purpose. Whenever two HTTP implementations could disagree on where a
+//! request ends (both `Content-Length` and `Transfer-Encoding`, differing lengths, an obfuscated
+//! coding), the request is refused with 400 and the connection closed, so nothing ambiguous can
+//! reach a backend.
+
+use std::mem::MaybeUninit;
+
+/// Size limits, AWS's by default.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest request target (path and query), AWS: 10,240.
+    pub max_uri: usize,
+    /// Largest header section (all header lines), AWS: 10,240 bytes.
+    pub max_header_bytes: usize,
+    /// Largest body, AWS: 10 MB.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_uri: 10_240, max_header_bytes: 10_240, max_body: 10 * 1024 * 1024 }
+    }
+}
+
+/// Most header lines in one request; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+pub type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (no `Content-Length`, no `Transfer-Encoding`, or `Content-Length: 0`).
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head, borrowing the read buffer.
+#[derive(Debug)]
+pub struct Head<'b, 'h> {
+    pub method: &'b str,
+    /// The request target as sent: path and optional `?query`.
+    pub target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head including the final empty line.
+    pub len: usize,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub host: Option<&'b str>,
+}
+
+impl<'b> Head<'b, '_> {
+    pub fn path(&self) -> &'b str {
+        match self.target.find('?') {
+            Some(q) => &self.target[..q],
+            None => self.target,
+        }
+    }
+
+    pub fn query(&self) -> Option<&'b str> {
+        self.target.find('?').map(|q| &self.target[q + 1..])
+    }
+}
+
+/// Why a head was refused. Each maps to one status; all close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// 400: malformed syntax or an ambiguous framing; the reason is for logs and tests.
+    BadRequest(&'static str),
+    /// 414
+    UriTooLong,
+    /// 431
+    HeadersTooLarge,
+    /// 413
+    BodyTooLarge,
+    /// 417: an `Expect` other than `100-continue`.
+    ExpectationFailed,
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)` means more bytes are needed (and
+/// the limits so far are kept).
+pub fn parse<'b, 'h>(
+    buf: &'b [u8],
+    slots: &'h mut HeaderSlots<'b>,
+    limits: &Limits,
+) -> Result<Option<Head<'b, 'h>>, HeadError> {
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(buf, slots);
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_partial(buf, limits)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
+        Err(e) => return Err(HeadError::BadRequest(httparse_reason(e))),
+    };
+    let method = request.method.ok_or(HeadError::BadRequest("no method"))?;
+    let target = request.path.ok_or(HeadError::BadRequest("no target"))?;
+    let minor_version = request.version.ok_or(HeadError::BadRequest("no version"))?;
+    let headers: &'h [httparse::Header<'b>] = request.headers;
+    if target.len() > limits.max_uri {
+        return Err(HeadError::UriTooLong);
+    }
+    let line_len = buf.iter().position(|&b| b == b'\n').map_or(len, |i| i + 1);
+    if len - line_len > limits.max_header_bytes + 2 {
+        return Err(HeadError::HeadersTooLarge);
+    }
+    if !target.starts_with('/') {
+        return Err(HeadError::BadRequest("request target is not origin-form"));
+    }
+    if buf[..len].contains(&b'\r') && !crlf_only(&buf[..len]) {
+        return Err(HeadError::BadRequest("bare CR"));
+    }
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut host = None;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    for h in headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(HeadError::BadRequest("differing Content-Length values"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if transfer_encoding {
+                // A second header appends to the list: "chunked, chunked" is chunked twice.
+                return Err(HeadError::BadRequest("more than one Transfer-Encoding"));
+            }
+            transfer_encoding = true;
+            let value = trim_ows(h.value);
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::BadRequest("unsupported transfer coding"));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Err(HeadError::BadRequest("more than one Host"));
+            }
+            let value = std::str::from_utf8(trim_ows(h.value))
+                .map_err(|_| HeadError::BadRequest("Host is not ASCII"))?;
+            if value.bytes().any(|b| b <= b' ' || b == b'/' || b == b'@' || b >= 0x7f) {
+                return Err(HeadError::BadRequest("malformed Host"));
+            }
+            host = Some(value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = trim_ows(token);
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if trim_ows(h.value).eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(HeadError::ExpectationFailed);
+            }
+        }
+    }
+    if transfer_encoding && content_length.is_some() {
+        return Err(HeadError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    if transfer_encoding && minor_version == 0 {
+        return Err(HeadError::BadRequest("Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    if minor_version == 1 && host.is_none() {
+        return Err(HeadError::BadRequest("HTTP/1.1 request without Host"));
+    }
+    let framing = match (chunked, content_length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(0)) | (false, None) => Framing::Empty,
+        (false, Some(n)) if n > limits.max_body => return Err(HeadError::BodyTooLarge),
+        (false, Some(n)) => Framing::Length(n),
+    };
+    let keep_alive = if minor_version == 1 { !close } else { keep_alive_token && !close };
+    Ok(Some(Head {
+        method,
+        target,
+        minor_version,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && framing != Framing::Empty,
+        host,
+    }))
+}
+
+/// Applies the size limits to a head that has not been fully received yet, so an endless
+/// request line or header section is refused as soon as it passes the limit.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), HeadError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        // Method, spaces and "HTTP/1.1" add at most a few dozen bytes to the target.
+        None if buf.len() > limits.max_uri + 64 => Err(HeadError::UriTooLong),
+        Some(line_end) if buf.len() - line_end > limits.max_header_bytes + 2 => {
+            Err(HeadError::HeadersTooLarge)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// True when every CR in `head` is followed by LF.
+fn crlf_only(head: &[u8]) -> bool {
+    head.windows(2).all(|w| w[0] != b'\r' || w[1] == b'\n') && head.last() != Some(&b'\r')
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    // A list of identical values ("5, 5") is allowed by RFC 9110; anything else is not.
+    let mut result: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let digits = trim_ows(part);
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(HeadError::BadRequest("malformed Content-Length"));
+        }
+        let n = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if result.is_some_and(|prev| prev != n) {
+            return Err(HeadError::BadRequest("differing Content-Length values"));
+        }
+        result = Some(n);
+    }
+    result.ok_or(HeadError::BadRequest("malformed Content-Length"))
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "unsupported HTTP version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str) -> Result<Option<(Framing, bool, bool)>, HeadError> {
+        let mut slots = header_slots();
+        parse(raw.as_bytes(), &mut slots, &Limits::default())
+            .map(|h| h.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
+    }
+
+    #[test]
+    fn framing_and_keep_alive() {
+        assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Some((Framing::Empty, true, false))));
+        assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), Ok(Some((Framing::Empty, false, false))));
+        assert_eq!(check("GET / HTTP/1.0\r\n\r\n"), Ok(Some((Framing::Empty, false, false))));
+        assert_eq!(check("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"), Ok(Some((Framing::Empty, true, false))));
+        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), Ok(Some((Framing::Length(5), true, false))));
+        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"), Ok(Some((Framing::Length(5), true, false))));
+        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n"), Ok(Some((Framing::Chunked, true, true))));
+        assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let bad = [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\x0bchunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        ];
+        for raw in bad {
+            assert!(matches!(check(raw), Err(HeadError::BadRequest(_))), "{raw:?} gave {:?}", check(raw));
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(10_240));
+        assert_eq!(check(&long_uri), Err(HeadError::UriTooLong));
+        let partial_uri = format!("GET /{}", "a".repeat(10_400));
+        assert_eq!(check(&partial_uri), Err(HeadError::UriTooLong));
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(10_240));
+        assert_eq!(check(&big), Err(HeadError::HeadersTooLarge));
+        let partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(10_300));
+        assert_eq!(check(&partial), Err(HeadError::HeadersTooLarge));
+        let many: String = (0..101).map(|i| format!("X{i}: v\r\n")).collect();
+        assert_eq!(check(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")), Err(HeadError::HeadersTooLarge));
+        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10485761\r\n\r\n"), Err(HeadError::BodyTooLarge));
+        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"), Err(HeadError::ExpectationFailed));
+    }
+}

@@ -1,0 +1,79 @@
+//! The request pipeline: the fixed order of phases every request goes through.
+//!
+//! 1. route: host and base path pick the stage, the path and method pick the route;
+//! 2. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
+//! 3. response: written to the connection's output buffer with the common headers.
+//!
+//! Phases added later (authorizers, throttling, validation, cache, metrics) slot in between
+//! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
+
+use crate::gateway_response::{self, Kind};
+use crate::http1::head::Head;
+use crate::http1::response::Common;
+use crate::shard::Shard;
+use crate::upstream::UpstreamBuffers;
+use proto::lookup::{self, Captures};
+use proto::table::{ArchivedIntegration, ArchivedProtocol, Method};
+use std::net::SocketAddr;
+
+/// Everything about the request a phase may need, borrowed from the connection.
+pub struct Request<'r, 'b, 'h> {
+    pub head: &'r Head<'b, 'h>,
+    pub body: &'r [u8],
+    pub peer: SocketAddr,
+    pub request_id: &'r [u8; 36],
+}
+
+pub async fn handle(
+    shard: &Shard,
+    head: &Head<'_, '_>,
+    body: &[u8],
+    peer: SocketAddr,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+    upstream: &mut UpstreamBuffers,
+) {
+    let request_id = shard.ids.borrow_mut().next();
+    let date = *shard.date.borrow_mut().get();
+    let common = Common {
+        request_id: &request_id,
+        date: &date,
+        keep_alive,
+        http10: head.minor_version == 0,
+        head_request: head.method == "HEAD",
+    };
+    // The request runs on this table from start to finish.
+    let Some(table) = shard.current_table() else {
+        return gateway_response::write(out, Kind::NotReady, &common);
+    };
+    let path = head.path();
+    let Some(stage_match) = lookup::find_stage(table.get(), head.host.unwrap_or(""), path) else {
+        return gateway_response::write(out, Kind::UnknownDomain, &common);
+    };
+    let stage = &table.get().stages[stage_match.stage as usize];
+    let mut captures = Captures::default();
+    let method = Method::from_bytes(head.method.as_bytes());
+    let Some(route_index) = lookup::find_route(stage, method, stage_match.path, &mut captures) else {
+        let kind = match stage.protocol {
+            ArchivedProtocol::Http => Kind::NotFound,
+            _ => Kind::MissingAuthenticationToken,
+        };
+        return gateway_response::write(out, kind, &common);
+    };
+    let route = &stage.routes[route_index as usize];
+    let request = Request { head, body, peer, request_id: &request_id };
+    match &route.integration {
+        ArchivedIntegration::Mock(mock) => crate::mock::respond(mock, out, &common),
+        ArchivedIntegration::Http(http) => {
+            let call = crate::proxy::Call {
+                shard,
+                table: &table,
+                integration: http,
+                request: &request,
+                route_path: stage_match.path,
+                captures: &captures,
+            };
+            crate::proxy::respond(call, out, upstream, &common).await
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP and HTTP_PROXY integrations: build the upstream request from the route's URI
+//! template, send it over the shard's pool, and map the upstream response back.
+
+use crate::gateway_response::{self, Kind};
+use crate::http1::response::{self, Common};
+use crate::loaded_table::LoadedTable;
+use crate::pipeline::Request;
+use crate::shard::Shard;
+use crate::upstream::{self, Body, UpstreamBuffers, UpstreamError};
+use proto::lookup::Captures;
+use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
+use std::time::Duration;
+
+pub struct Call<'a> {
+    pub shard: &'a Shard,
+    pub table: &'a LoadedTable,
+    pub integration: &'a ArchivedHttpIntegration,
+    pub request: &'a Request<'a, 'a, 'a>,
+    /// The path the route matched against (after base path or stage); captures index it.
+    pub route_path: &'a str,
+    pub captures: &'a Captures,
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus those the
+/// gateway rewrites itself.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+    ];
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// True when `name` is listed in the client's `Connection` header (and so is hop-by-hop).
+fn named_by_connection(connection: Option<&[u8]>, name: &[u8]) -> bool {
+    connection.is_some_and(|value| {
+        value.split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    })
+}
+
+pub async fn respond(call: Call<'_>, out: &mut Vec<u8>, bufs: &mut UpstreamBuffers, common: &Common<'_>) {
+    let integration = call.integration;
+    let upstream_index = integration.upstream.to_native() as usize;
+    let Some(addr) = call.table.upstream_addrs[upstream_index] else {
+        return gateway_response::write(out, Kind::IntegrationFailure, common);
+    };
+    build_request(&call, &mut bufs.req);
+    let timeout = Duration::from_millis(u64::from(integration.timeout_ms.to_native()));
+    let connect_timeout = call.shard.settings.connect_timeout.min(timeout);
+    let head_request = call.request.head.method == "HEAD" && integration.method.is_none();
+    let exchange = upstream::exchange(call.shard, addr, bufs, head_request, connect_timeout);
+    let result = monoio::time::timeout(timeout, exchange).await;
+    let response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
+            bufs.trim();
+            return gateway_response::write(out, Kind::IntegrationFailure, common);
+        }
+        Err(_elapsed) => {
+            // The exchange was dropped mid-way; its connection is gone with it.
+            bufs.trim();
+            return gateway_response::write(out, Kind::IntegrationTimeout, common);
+        }
+    };
+    write_response(&response, bufs, out, common);
+    bufs.trim();
+}
+
+/// Encodes the upstream request into `req`.
+fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
+    let head = call.request.head;
+    let integration = call.integration;
+    req.clear();
+    let method = match integration.method.as_ref() {
+        Some(m) => m.to_native().as_str(),
+        None => head.method,
+    };
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    let mut template_has_query = false;
+    for part in integration.path.iter() {
+        match part {
+            ArchivedUriPart::Literal(text) => {
+                template_has_query |= text.contains('?');
+                req.extend_from_slice(text.as_bytes());
+            }
+            ArchivedUriPart::Param(i) => {
+                let value = call.captures.get(call.route_path, i.to_native() as usize).unwrap_or("");
+                req.extend_from_slice(value.as_bytes());
+            }
+        }
+    }
+    if let Some(query) = head.query().filter(|q| !q.is_empty()) {
+        req.push(if template_has_query { b'&' } else { b'?' });
+        req.extend_from_slice(query.as_bytes());
+    }
+    req.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    let upstream = &call.table.get().upstreams[integration.upstream.to_native() as usize];
+    req.extend_from_slice(upstream.host.as_bytes());
+    let port = upstream.port.to_native();
+    let mut digits = itoa::Buffer::new();
+    if port != 80 {
+        req.push(b':');
+        req.extend_from_slice(digits.format(port).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+
+    let connection = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value);
+    let mut forwarded_for: Option<&[u8]> = None;
+    for h in head.headers {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-port")
+            || named_by_connection(connection, name)
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            forwarded_for = Some(h.value);
+            continue;
+        }
+        response::write_header(req, name, h.value);
+    }
+    req.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prior) = forwarded_for {
+        req.extend_from_slice(prior);
+        req.extend_from_slice(b", ");
+    }
+    let mut ip = [0u8; 64];
+    req.extend_from_slice(format_ip(&call.request.peer.ip(), &mut ip));
+    req.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
+    req.extend_from_slice(digits.format(call.shard.listen_port).as_bytes());
+    req.extend_from_slice(b"\r\nx-amzn-requestid: ");
+    req.extend_from_slice(call.request.request_id);
+    req.extend_from_slice(b"\r\n");
+    let body = call.request.body;
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        req.extend_from_slice(b"content-length: ");
+        req.extend_from_slice(digits.format(body.len()).as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+}
+
+/// Formats an IP address into `buf` without allocating.
+fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
+/// Writes the client response: the upstream's status and headers (minus hop-by-hop ones and
+/// those the gateway sets itself), then the body.
+fn write_response(response: &upstream::Response, bufs: &UpstreamBuffers, out: &mut Vec<u8>, common: &Common<'_>) {
+    response::write_status(out, response.status);
+    for i in 0..bufs.headers.len() {
+        let (name, value) = bufs.header(i);
+        if is_hop_by_hop(name) || name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"date") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-amzn-requestid") {
+            // AWS keeps the backend's value under a remapped name.
+            response::write_header(out, b"x-amzn-Remapped-x-amzn-RequestId", value);
+            continue;
+        }
+        response::write_header(out, name, value);
+    }
+    let body = match response.body {
+        Body::Raw(start, end) => &bufs.resp[start..end],
+        Body::Decoded => &bufs.body[..],
+    };
+    let content_length = if common.head_request { response.content_length } else { None };
+    response::finish(out, common, body, content_length);
+}

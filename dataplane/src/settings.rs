@@ -1,0 +1,35 @@
+//! Data-plane settings that do not come from the routing table.
+
+use crate::http1::head::Limits;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// From the first byte of a request head to its end.
+    pub header_timeout: Duration,
+    /// Between requests on a keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body.
+    pub body_timeout: Duration,
+    /// Longest wait for an upstream TCP connection (also bounded by the route's timeout).
+    pub connect_timeout: Duration,
+    /// How long a shutting-down shard lets in-flight requests finish.
+    pub shutdown_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream per shard.
+    pub max_idle_per_upstream: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            max_idle_per_upstream: 256,
+        }
+    }
+}

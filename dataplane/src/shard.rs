@@ -1,0 +1,201 @@
+//! A shard: one thread pinned to one core, with its own io_uring ring (or epoll), its own
+//! `SO_REUSEPORT` listener and everything mutable a request touches (upstream pools, request
+//! ids, date cache). Nothing here is shared with another shard except the read-only table and
+//! the relaxed counters in [`ShardStats`].
+
+use crate::http1::date::DateCache;
+use crate::loaded_table::LoadedTable;
+use crate::request_id::RequestIds;
+use crate::settings::Settings;
+use crate::stats::ShardStats;
+use crate::upstream::Pool;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which io driver shards run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoDriver {
+    /// io_uring with COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN where the kernel has them,
+    /// then plain io_uring, then epoll.
+    Auto,
+    /// io_uring only (tuned flags when available); fail if the kernel refuses io_uring.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// Per-shard state shared by the shard's tasks (single-threaded: `Rc` and `RefCell`, never
+/// borrowed across an await).
+pub struct Shard {
+    pub index: usize,
+    pub settings: Arc<Settings>,
+    pub table: RefCell<Option<Arc<LoadedTable>>>,
+    pub upstreams: RefCell<Pool>,
+    pub ids: RefCell<RequestIds>,
+    pub date: RefCell<DateCache>,
+    pub stats: Arc<ShardStats>,
+    /// Open connections, so a drain can close the idle ones at once.
+    pub conns: RefCell<slab::Slab<ConnEntry>>,
+    /// Set once the process is shutting down: finish the current request, then close.
+    pub draining: Cell<bool>,
+    /// The listener's port, for `X-Forwarded-Port`.
+    pub listen_port: u16,
+}
+
+pub struct ConnEntry {
+    pub fd: RawFd,
+    /// True while the connection waits for the first byte of a next request.
+    pub idle: Rc<Cell<bool>>,
+}
+
+impl Shard {
+    /// The table a request runs on from start to finish, even if a newer one arrives meanwhile.
+    pub fn current_table(&self) -> Option<Arc<LoadedTable>> {
+        self.table.borrow().clone()
+    }
+}
+
+/// What a shard thread is given.
+pub struct ShardSpec {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    pub driver: IoDriver,
+    pub listener: std::net::TcpListener,
+    pub settings: Arc<Settings>,
+    pub table: Option<Arc<LoadedTable>>,
+    pub stats: Arc<ShardStats>,
+    /// Set by the signal thread when the process must stop.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// Runs a shard to completion on the current thread: picks the driver, serves until the
+/// process stops, then drains.
+pub fn run(spec: ShardSpec) -> io::Result<()> {
+    if let Some(cpu) = spec.cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            eprintln!("warning: shard {}: cannot pin to cpu {cpu}: {e}", spec.index);
+        }
+    }
+    let _ = spec.stats.cpu.set(spec.cpu);
+    let stats = spec.stats.clone();
+    let driver = spec.driver;
+    let serve = move || serve(spec);
+    let (name, result) = run_with_driver(driver, serve, |name| {
+        let _ = stats.driver.set(name);
+    })?;
+    let _ = name;
+    result
+}
+
+const URING_TUNED: &str = "io_uring (coop_taskrun, single_issuer, defer_taskrun)";
+const URING_PLAIN: &str = "io_uring";
+const EPOLL: &str = "epoll";
+
+/// Builds a runtime of the requested kind, falling back as `driver` allows, and runs the
+/// future the factory makes on it. `started` is told which driver was chosen.
+fn run_with_driver<F, Fut>(
+    driver: IoDriver,
+    make: F,
+    started: impl Fn(&'static str),
+) -> io::Result<(&'static str, Fut::Output)>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+    if driver != IoDriver::Epoll {
+        let mut tuned = io_uring::IoUring::builder();
+        tuned.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+        let attempts = [(tuned, URING_TUNED), (io_uring::IoUring::builder(), URING_PLAIN)];
+        let mut last_error = None;
+        for (builder, name) in attempts {
+            match RuntimeBuilder::<IoUringDriver>::new().enable_timer().uring_builder(builder).build() {
+                Ok(mut rt) => {
+                    started(name);
+                    return Ok((name, rt.block_on(make())));
+                }
+                // EINVAL: flags unknown to this kernel; ENOMEM: memlock too small for the
+                // ring; ENOSYS/EPERM: io_uring unavailable or disabled.
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if driver == IoDriver::Uring {
+            let e = last_error.unwrap_or_else(|| io::Error::other("io_uring unavailable"));
+            return Err(io::Error::new(e.kind(), format!("io_uring unavailable: {e}")));
+        }
+    }
+    let mut rt = RuntimeBuilder::<LegacyDriver>::new().enable_timer().build()?;
+    started(EPOLL);
+    Ok((EPOLL, rt.block_on(make())))
+}
+
+async fn serve(spec: ShardSpec) -> io::Result<()> {
+    let listen_port = spec.listener.local_addr()?.port();
+    let listener = monoio::net::TcpListener::from_std(spec.listener)?;
+    let seed = (Instant::now().elapsed().as_nanos() as u64)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+        ^ ((spec.index as u64) << 56)
+        ^ u64::from(std::process::id()) << 32;
+    let shard = Rc::new(Shard {
+        index: spec.index,
+        settings: spec.settings.clone(),
+        table: RefCell::new(spec.table),
+        upstreams: RefCell::new(Pool::new(spec.settings.max_idle_per_upstream)),
+        ids: RefCell::new(RequestIds::new(seed)),
+        date: RefCell::new(DateCache::default()),
+        stats: spec.stats.clone(),
+        conns: RefCell::new(slab::Slab::new()),
+        draining: Cell::new(false),
+        listen_port,
+    });
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if spec.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                ShardStats::add(&shard.stats.accepted_connections, 1);
+                monoio::spawn(crate::conn::serve(stream, peer, shard.clone()));
+            }
+            Err(e) => {
+                if spec.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                // EMFILE and friends: back off instead of spinning; the connection stays in
+                // the backlog until a descriptor frees up.
+                eprintln!("warning: shard {}: accept failed: {e}", shard.index);
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    drop(listener);
+    drain(&shard).await;
+    Ok(())
+}
+
+/// Stops the shard gracefully: idle connections close now, busy ones finish their current
+/// request (answered with `connection: close`) until the shutdown deadline.
+async fn drain(shard: &Shard) {
+    shard.draining.set(true);
+    for (_, conn) in shard.conns.borrow().iter() {
+        if conn.idle.get() {
+            crate::sys::shutdown_both(conn.fd);
+        }
+    }
+    let deadline = Instant::now() + shard.settings.shutdown_timeout;
+    while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = shard.conns.borrow().len();
+    if left > 0 {
+        eprintln!("shard {}: shutdown deadline passed with {left} connection(s) open; closing them", shard.index);
+    }
+}

@@ -1,0 +1,29 @@
+//! Per-shard counters. Each is written by its own shard only (relaxed atomics, no contention)
+//! and read by the admin thread, so the hot path takes no lock and shares no cache line with
+//! another writer.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+#[derive(Default)]
+#[repr(align(128))]
+pub struct ShardStats {
+    pub requests: AtomicU64,
+    pub open_connections: AtomicU64,
+    pub accepted_connections: AtomicU64,
+    /// Upstream requests sent on a pooled keep-alive connection.
+    pub upstream_reused: AtomicU64,
+    /// Upstream connections opened.
+    pub upstream_opened: AtomicU64,
+    /// The io driver this shard runs, once it has started.
+    pub driver: OnceLock<&'static str>,
+    pub cpu: OnceLock<Option<usize>>,
+}
+
+impl ShardStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        // A plain load and store would do (one writer), but fetch_add keeps it simple and is
+        // uncontended.
+        counter.fetch_add(n, Relaxed);
+    }
+}

@@ -1,0 +1,79 @@
+//! The data plane's only `unsafe`: thin wrappers over libc calls that std and monoio do not
+//! offer. Each block says why it is sound.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Shuts down the reading side of a socket. On a listening socket this makes a pending
+/// `accept` fail (EINVAL) on both io_uring and epoll, which is how a shard learns that it must
+/// stop accepting; on a connection it makes a pending read return end-of-file.
+pub fn shutdown_read(fd: RawFd) {
+    // SAFETY: shutdown(2) takes any integer; on a closed or foreign descriptor it fails with
+    // EBADF or ENOTSOCK and touches no memory.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
+
+/// Shuts down both directions of a connection, so its task sees end-of-file on read and an
+/// error on write and ends.
+pub fn shutdown_both(fd: RawFd) {
+    // SAFETY: as in `shutdown_read`.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// The signals the process handles itself.
+pub const HANDLED_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset only writes into it; the
+    // signal numbers are valid constants.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks the handled signals in the calling thread; threads spawned afterwards inherit the
+/// mask, so only [`wait_signal`] ever receives them (no async-signal-safety concerns).
+pub fn block_signals() -> io::Result<()> {
+    let set = signal_set();
+    // SAFETY: `set` is a valid, initialised sigset_t; passing null for the old mask is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Waits for one of the handled signals and returns its number.
+pub fn wait_signal() -> libc::c_int {
+    let set = signal_set();
+    let mut sig: libc::c_int = 0;
+    loop {
+        // SAFETY: `set` is initialised and `sig` is a valid place for the result.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        if rc == 0 {
+            return sig;
+        }
+    }
+}
+
+/// CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the zeroed set of the size given; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}

@@ -1,0 +1,321 @@
+//! The HTTP/1.1 client side: a per-shard pool of keep-alive connections to each upstream, and
+//! one request/response exchange over it.
+//!
+//! A pooled connection may have been closed by the upstream while idle. When a reused
+//! connection fails before a single response byte arrives, the exchange is retried once on a
+//! fresh connection: the upstream cannot have processed a request it never answered on a
+//! connection it had already closed.
+
+use crate::http1::chunked::{ChunkError, ChunkedDecoder};
+use crate::shard::Shard;
+use crate::stats::ShardStats;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Largest upstream response head.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Largest upstream response body, AWS's integration payload limit.
+pub const MAX_RESPONSE_BODY: u64 = 10 * 1024 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// Idle keep-alive connections per upstream address, owned by one shard.
+pub struct Pool {
+    idle: HashMap<SocketAddr, Vec<TcpStream>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    pub fn new(max_idle: usize) -> Self {
+        Pool { idle: HashMap::new(), max_idle }
+    }
+
+    fn take(&mut self, addr: SocketAddr) -> Option<TcpStream> {
+        self.idle.get_mut(&addr).and_then(Vec::pop)
+    }
+
+    fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
+        let idle = self.idle.entry(addr).or_default();
+        if idle.len() < self.max_idle {
+            idle.push(stream);
+        }
+    }
+}
+
+/// Buffers an exchange uses, owned by the client connection and reused for each request.
+#[derive(Default)]
+pub struct UpstreamBuffers {
+    /// The encoded request to send.
+    pub req: Vec<u8>,
+    /// The raw response as received.
+    pub resp: Vec<u8>,
+    /// The decoded body of a chunked response.
+    pub body: Vec<u8>,
+    /// Header `(name_start, name_end, value_start, value_end)` offsets into `resp`.
+    pub headers: Vec<(u32, u32, u32, u32)>,
+}
+
+impl UpstreamBuffers {
+    pub fn header(&self, i: usize) -> (&[u8], &[u8]) {
+        let (ns, ne, vs, ve) = self.headers[i];
+        (&self.resp[ns as usize..ne as usize], &self.resp[vs as usize..ve as usize])
+    }
+
+    /// Gives back memory a large response needed.
+    pub fn trim(&mut self) {
+        for v in [&mut self.req, &mut self.resp, &mut self.body] {
+            if v.capacity() > 64 * 1024 {
+                *v = Vec::new();
+            }
+        }
+    }
+}
+
+/// Where an upstream response's body is.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// `resp[start..end]`.
+    Raw(usize, usize),
+    /// `body` (it was chunked).
+    Decoded,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Body,
+    /// The upstream's `Content-Length`, which a HEAD response must repeat.
+    pub content_length: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    Connect,
+    /// The connection failed mid-exchange.
+    Io,
+    /// The upstream's bytes are not a valid HTTP/1.1 response (or too large a one).
+    Malformed,
+}
+
+/// Sends `bufs.req` to `addr` and reads the response into `bufs`.
+pub async fn exchange(
+    shard: &Shard,
+    addr: SocketAddr,
+    bufs: &mut UpstreamBuffers,
+    head_request: bool,
+    connect_timeout: Duration,
+) -> Result<Response, UpstreamError> {
+    for attempt in 0..2 {
+        let pooled = shard.upstreams.borrow_mut().take(addr);
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(stream) => {
+                ShardStats::add(&shard.stats.upstream_reused, 1);
+                stream
+            }
+            None => {
+                let connect = TcpStream::connect_addr(addr);
+                let stream = match monoio::time::timeout(connect_timeout, connect).await {
+                    Ok(Ok(stream)) => stream,
+                    _ => return Err(UpstreamError::Connect),
+                };
+                let _ = stream.set_nodelay(true);
+                ShardStats::add(&shard.stats.upstream_opened, 1);
+                stream
+            }
+        };
+        let req = std::mem::take(&mut bufs.req);
+        let (written, req) = stream.write_all(req).await;
+        bufs.req = req;
+        if written.is_err() {
+            if reused && attempt == 0 {
+                continue;
+            }
+            return Err(UpstreamError::Io);
+        }
+        match read_response(&mut stream, bufs, head_request).await {
+            Ok((response, keep_alive)) => {
+                if keep_alive {
+                    shard.upstreams.borrow_mut().put(addr, stream);
+                }
+                return Ok(response);
+            }
+            Err(ReadError::ClosedBeforeResponse) if reused && attempt == 0 => continue,
+            Err(ReadError::ClosedBeforeResponse | ReadError::Io) => return Err(UpstreamError::Io),
+            Err(ReadError::Malformed) => return Err(UpstreamError::Malformed),
+        }
+    }
+    Err(UpstreamError::Io)
+}
+
+enum ReadError {
+    ClosedBeforeResponse,
+    Io,
+    Malformed,
+}
+
+/// Reads more bytes into `resp`; `Ok(0)` is end of stream.
+async fn read_more(stream: &mut TcpStream, resp: &mut Vec<u8>, want: usize) -> Result<usize, ReadError> {
+    if resp.capacity() - resp.len() < want.max(1) {
+        resp.reserve(want.max(resp.capacity()).max(4096));
+    }
+    let buf = std::mem::take(resp);
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (result, slice) = stream.read(buf.slice_mut(len..cap)).await;
+    *resp = slice.into_inner();
+    result.map_err(|_| ReadError::Io)
+}
+
+async fn read_response(
+    stream: &mut TcpStream,
+    bufs: &mut UpstreamBuffers,
+    head_request: bool,
+) -> Result<(Response, bool), ReadError> {
+    bufs.resp.clear();
+    bufs.body.clear();
+    bufs.headers.clear();
+    // Start of the response proper, after any 1xx interim responses.
+    let mut head_start = 0;
+    let (status, head_end, framing, keep_alive, content_length) = loop {
+        if bufs.resp.len() > head_start {
+            if let Some(parsed) = parse_head(bufs, head_start)? {
+                let (status, head_end, ..) = parsed;
+                if (100..200).contains(&status) {
+                    if status == 101 {
+                        return Err(ReadError::Malformed);
+                    }
+                    head_start = head_end;
+                    bufs.headers.clear();
+                    continue;
+                }
+                break parsed;
+            }
+            if bufs.resp.len() - head_start > MAX_RESPONSE_HEAD {
+                return Err(ReadError::Malformed);
+            }
+        }
+        let n = read_more(stream, &mut bufs.resp, 4096).await?;
+        if n == 0 {
+            return Err(if bufs.resp.is_empty() {
+                ReadError::ClosedBeforeResponse
+            } else {
+                ReadError::Malformed
+            });
+        }
+    };
+    let no_body = head_request || status == 204 || status == 304;
+    let body = match framing {
+        _ if no_body => Body::Raw(head_end, head_end),
+        ResponseFraming::Length(n) => {
+            let end = head_end + n as usize;
+            while bufs.resp.len() < end {
+                let want = end - bufs.resp.len();
+                if read_more(stream, &mut bufs.resp, want).await? == 0 {
+                    return Err(ReadError::Malformed);
+                }
+            }
+            Body::Raw(head_end, end)
+        }
+        ResponseFraming::Chunked => {
+            let mut decoder = ChunkedDecoder::new(MAX_RESPONSE_BODY);
+            let mut pos = head_end;
+            loop {
+                let used = decoder.decode(&bufs.resp[pos..], &mut bufs.body).map_err(|e| match e {
+                    ChunkError::TooLarge => ReadError::Malformed,
+                    ChunkError::Malformed(_) => ReadError::Malformed,
+                })?;
+                pos += used;
+                if decoder.is_done() {
+                    break;
+                }
+                if read_more(stream, &mut bufs.resp, 4096).await? == 0 {
+                    return Err(ReadError::Malformed);
+                }
+            }
+            Body::Decoded
+        }
+        ResponseFraming::UntilClose => {
+            loop {
+                if (bufs.resp.len() - head_end) as u64 > MAX_RESPONSE_BODY {
+                    return Err(ReadError::Malformed);
+                }
+                if read_more(stream, &mut bufs.resp, 16 * 1024).await? == 0 {
+                    break;
+                }
+            }
+            Body::Raw(head_end, bufs.resp.len())
+        }
+    };
+    let keep_alive = keep_alive && (no_body || !matches!(framing, ResponseFraming::UntilClose));
+    Ok((Response { status, body, content_length }, keep_alive))
+}
+
+#[derive(Clone, Copy)]
+enum ResponseFraming {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+type ParsedHead = (u16, usize, ResponseFraming, bool, Option<u64>);
+
+/// Parses the response head at `resp[start..]`, recording header offsets.
+fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedHead>, ReadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let data = &bufs.resp[start..];
+    let head_len = match response.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ReadError::Malformed),
+    };
+    let status = response.code.ok_or(ReadError::Malformed)?;
+    let http11 = response.version == Some(1);
+    let base = bufs.resp.as_ptr() as usize;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in response.headers.iter() {
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let (ns, vs) = (offset(h.name.as_bytes()), offset(h.value));
+        bufs.headers.push((ns, ns + h.name.len() as u32, vs, vs + h.value.len() as u32));
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(h.value).map_err(|_| ReadError::Malformed)?;
+            let n: u64 = text.trim().parse().map_err(|_| ReadError::Malformed)?;
+            if content_length.is_some_and(|p| p != n) {
+                return Err(ReadError::Malformed);
+            }
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding decides the framing; anything but chunked there means "until
+            // close" (RFC 9112 §6.3).
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            if !chunked {
+                close = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                close |= token.trim_ascii().eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.trim_ascii().eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    if content_length.is_some_and(|n| n > MAX_RESPONSE_BODY) {
+        return Err(ReadError::Malformed);
+    }
+    let framing = if chunked {
+        ResponseFraming::Chunked
+    } else if let Some(n) = content_length {
+        ResponseFraming::Length(n)
+    } else {
+        ResponseFraming::UntilClose
+    };
+    let keep_alive = !close && (http11 || keep_alive_token);
+    Ok(Some((status, start + head_len, framing, keep_alive, content_length)))
+}
