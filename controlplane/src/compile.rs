@@ -4,8 +4,8 @@
 
 use crate::manifest::{self, IntegrationType, Located, Manifest, ManifestError};
 use proto::table::{
-    self, BasePathMapping, Domain, HttpIntegration, Integration, Method, MockIntegration, Route,
-    Stage, StageName, Table, Upstream, UriPart, Variable,
+    self, BasePathMapping, Domain, HttpIntegration, Integration, Method, MockIntegration, Route, Stage,
+    StageName, Table, Upstream, UriPart, Variable,
 };
 use proto::tree::{param_names, parse_path, TreeBuilder};
 use std::collections::{BTreeMap, HashMap};
@@ -112,12 +112,18 @@ pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestE
         for (i, m) in doc.value.mappings.iter().enumerate() {
             let path = format!("mappings[{i}]");
             let base = m.base_path.trim_matches('/').to_string();
-            if base.split('/').any(|seg| seg.is_empty() && !base.is_empty()) || base.contains(['{', '}', '?', '#']) {
+            if base.split('/').any(|seg| seg.is_empty() && !base.is_empty())
+                || base.contains(['{', '}', '?', '#'])
+            {
                 errors.at(doc, format!("{path}.basePath"), format!("'{}' is not a base path", m.base_path));
                 continue;
             }
             let Some(&stage) = stage_index.get(&(m.api.to_ascii_lowercase(), m.stage.clone())) else {
-                errors.at(doc, format!("{path}.stage"), format!("no Stage '{}' for Api '{}'", m.stage, m.api));
+                errors.at(
+                    doc,
+                    format!("{path}.stage"),
+                    format!("no Stage '{}' for Api '{}'", m.stage, m.api),
+                );
                 continue;
             };
             if mappings.iter().any(|x| x.base_path == base) {
@@ -127,7 +133,8 @@ pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestE
             mappings.push(BasePathMapping { base_path: base, stage });
         }
         // Longest first, so the first prefix match is the most specific; "" last.
-        mappings.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()).then(a.base_path.cmp(&b.base_path)));
+        mappings
+            .sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()).then(a.base_path.cmp(&b.base_path)));
         domains.push(Domain { host, mappings });
     }
     domains.sort_by(|a, b| a.host.cmp(&b.host));
@@ -162,7 +169,8 @@ fn compile_stage(
     let s = &doc.value;
     let before = errors.list.len();
     for (name, value) in &s.variables {
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             errors.at(doc, format!("variables.{name}"), "a name of letters, digits and '_' (at most 64)");
         }
         if value.len() > 512 {
@@ -183,7 +191,13 @@ fn compile_stage(
             continue;
         };
         let Some(method) = Method::from_route_key(method_text) else {
-            errors.at(api, path, format!("unknown method '{method_text}'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY"));
+            errors.at(
+                api,
+                path,
+                format!(
+                    "unknown method '{method_text}'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY"
+                ),
+            );
             continue;
         };
         let segments = match parse_path(resource) {
@@ -275,7 +289,8 @@ fn compile_integration(
             if i.response.is_some() {
                 return Err((".response".into(), "only a MOCK integration has a response".into()));
             }
-            let uri = i.uri.as_deref().ok_or((".uri".to_string(), "required for HTTP integrations".to_string()))?;
+            let uri =
+                i.uri.as_deref().ok_or((".uri".to_string(), "required for HTTP integrations".to_string()))?;
             let uri = substitute_stage_variables(uri, variables).map_err(|e| (".uri".to_string(), e))?;
             let (host, port, path) = split_http_uri(&uri).map_err(|e| (".uri".to_string(), e))?;
             let parts = split_template(&path, params).map_err(|e| (".uri".to_string(), e))?;
@@ -326,9 +341,8 @@ fn substitute_stage_variables(uri: &str, variables: &BTreeMap<String, String>) -
         let after = &rest[start + OPEN.len()..];
         let end = after.find('}').ok_or_else(|| "unclosed '${stageVariables.'".to_string())?;
         let name = &after[..end];
-        let value = variables
-            .get(name)
-            .ok_or_else(|| format!("stage variable '{name}' is not set on this stage"))?;
+        let value =
+            variables.get(name).ok_or_else(|| format!("stage variable '{name}' is not set on this stage"))?;
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -341,9 +355,7 @@ fn split_http_uri(uri: &str) -> Result<(String, u16, String), String> {
     if uri.starts_with("https://") {
         return Err(format!("'{uri}': https upstreams are not supported yet; use http://"));
     }
-    let rest = uri
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("'{uri}' is not an http:// URI"))?;
+    let rest = uri.strip_prefix("http://").ok_or_else(|| format!("'{uri}' is not an http:// URI"))?;
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -366,7 +378,9 @@ fn split_http_uri(uri: &str) -> Result<(String, u16, String), String> {
     }
     let port = match port {
         None => 80,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{uri}': bad port '{p}'"))?,
+        Some(p) => {
+            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{uri}': bad port '{p}'"))?
+        }
     };
     let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
     Ok((host, port, path))

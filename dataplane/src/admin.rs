@@ -67,15 +67,21 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# HELP gateway_table_version Version of the routing table being served.");
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
-    let series: [(&str, &str, &str, fn(&ShardStats) -> u64); 5] = [
+    type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
+    let series: [Series; 5] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
-        ("gateway_open_connections", "gauge", "Client connections open.", |s| s.open_connections.load(Relaxed)),
+        ("gateway_open_connections", "gauge", "Client connections open.", |s| {
+            s.open_connections.load(Relaxed)
+        }),
         ("gateway_accepted_connections_total", "counter", "Client connections accepted.", |s| {
             s.accepted_connections.load(Relaxed)
         }),
-        ("gateway_upstream_requests_reused_total", "counter", "Upstream requests sent on a pooled connection.", |s| {
-            s.upstream_reused.load(Relaxed)
-        }),
+        (
+            "gateway_upstream_requests_reused_total",
+            "counter",
+            "Upstream requests sent on a pooled connection.",
+            |s| s.upstream_reused.load(Relaxed),
+        ),
         ("gateway_upstream_connections_opened_total", "counter", "Upstream connections opened.", |s| {
             s.upstream_opened.load(Relaxed)
         }),
@@ -87,11 +93,15 @@ fn metrics(state: &AdminState) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", read(shard));
         }
     }
-    let (reused, opened) = state.shards.iter().fold((0, 0), |(r, o), s| {
-        (r + s.upstream_reused.load(Relaxed), o + s.upstream_opened.load(Relaxed))
-    });
+    let (reused, opened) = state
+        .shards
+        .iter()
+        .fold((0, 0), |(r, o), s| (r + s.upstream_reused.load(Relaxed), o + s.upstream_opened.load(Relaxed)));
     let ratio = if reused + opened == 0 { 0.0 } else { reused as f64 / (reused + opened) as f64 };
-    let _ = writeln!(out, "# HELP gateway_upstream_reuse_ratio Share of upstream requests sent on a reused connection.");
+    let _ = writeln!(
+        out,
+        "# HELP gateway_upstream_reuse_ratio Share of upstream requests sent on a reused connection."
+    );
     let _ = writeln!(out, "# TYPE gateway_upstream_reuse_ratio gauge");
     let _ = writeln!(out, "gateway_upstream_reuse_ratio {ratio:.4}");
     let _ = writeln!(out, "# HELP gateway_shard_info The io driver and cpu of each shard.");

@@ -190,7 +190,6 @@ impl Conn {
                 }
                 Framing::Length(n) => {
                     let (head_len, expect) = (head.len, head.expect_continue);
-                    drop(head);
                     self.pending = Some(Pending::Length { head_len, body_len: n as usize });
                     if expect && available == 0 {
                         self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -199,12 +198,9 @@ impl Conn {
                 }
                 Framing::Chunked => {
                     let (head_len, expect) = (head.len, head.expect_continue);
-                    drop(head);
                     self.body.clear();
-                    let pending = Pending::Chunked {
-                        head_len,
-                        decoder: ChunkedDecoder::new(limits.max_body),
-                    };
+                    let pending =
+                        Pending::Chunked { head_len, decoder: ChunkedDecoder::new(limits.max_body) };
                     if expect && available == 0 {
                         self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
@@ -215,7 +211,6 @@ impl Conn {
             let keep_alive = head.keep_alive;
             let body = &self.buf[body_start..body_end];
             let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
-            drop(head);
             self.start += consumed;
             if !(go_on && keep_alive) {
                 return Next::Close;
@@ -235,13 +230,9 @@ impl Conn {
             return false;
         };
         let keep_alive = head.keep_alive;
-        let body = if chunked {
-            &self.body[..]
-        } else {
-            &self.buf[self.start + head_len..self.start + consumed]
-        };
+        let body =
+            if chunked { &self.body[..] } else { &self.buf[self.start + head_len..self.start + consumed] };
         let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
-        drop(head);
         self.start += consumed;
         if chunked && self.body.capacity() > KEEP_BUFFER {
             self.body = Vec::new();

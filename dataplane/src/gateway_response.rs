@@ -38,16 +38,16 @@ impl Kind {
             Kind::NotFound => (404, br#"{"message":"Not Found"}"#, None),
             Kind::UnknownDomain => (403, br#"{"message":"Forbidden"}"#, Some(b"ForbiddenException")),
             Kind::BadRequest => (400, br#"{"message":"Bad Request"}"#, Some(b"BadRequestException")),
-            Kind::RequestTooLarge => (413, br#"{"message":"Request Too Long"}"#, Some(b"RequestTooLargeException")),
+            Kind::RequestTooLarge => {
+                (413, br#"{"message":"Request Too Long"}"#, Some(b"RequestTooLargeException"))
+            }
             Kind::UriTooLong => (414, br#"{"message":"Request-URI Too Long"}"#, None),
             Kind::HeadersTooLarge => (431, br#"{"message":"Request Header Fields Too Large"}"#, None),
             Kind::ExpectationFailed => (417, br#"{"message":"Expectation Failed"}"#, None),
             Kind::IntegrationTimeout => (504, br#"{"message":"Endpoint request timed out"}"#, None),
-            Kind::IntegrationFailure => (
-                502,
-                br#"{"message":"Internal server error"}"#,
-                Some(b"InternalServerErrorException"),
-            ),
+            Kind::IntegrationFailure => {
+                (502, br#"{"message":"Internal server error"}"#, Some(b"InternalServerErrorException"))
+            }
             Kind::NotReady => (503, br#"{"message":"Service Unavailable"}"#, None),
         }
     }

@@ -218,7 +218,8 @@ fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpLis
     let mut listeners = Vec::with_capacity(count);
     let mut bound = addr;
     for _ in 0..count {
-        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(|e| e.to_string())?;
+        let socket =
+            Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(|e| e.to_string())?;
         socket.set_reuse_address(true).map_err(|e| e.to_string())?;
         socket.set_reuse_port(true).map_err(|e| e.to_string())?;
         socket.set_nonblocking(true).map_err(|e| e.to_string())?;

@@ -56,6 +56,8 @@ pub async fn respond(call: Call<'_>, out: &mut Vec<u8>, bufs: &mut UpstreamBuffe
     let head_request = call.request.head.method == "HEAD" && integration.method.is_none();
     let exchange = upstream::exchange(call.shard, addr, bufs, head_request, connect_timeout);
     let result = monoio::time::timeout(timeout, exchange).await;
+    // A drain may have begun while the upstream was working: this response then closes.
+    let common = &Common { keep_alive: common.keep_alive && !call.shard.draining.get(), ..*common };
     let response = match result {
         Ok(Ok(response)) => response,
         Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
@@ -111,11 +113,7 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     }
     req.extend_from_slice(b"\r\n");
 
-    let connection = head
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value);
+    let connection = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("connection")).map(|h| h.value);
     let mut forwarded_for: Option<&[u8]> = None;
     for h in head.headers {
         let name = h.name.as_bytes();
@@ -168,11 +166,19 @@ fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
 
 /// Writes the client response: the upstream's status and headers (minus hop-by-hop ones and
 /// those the gateway sets itself), then the body.
-fn write_response(response: &upstream::Response, bufs: &UpstreamBuffers, out: &mut Vec<u8>, common: &Common<'_>) {
+fn write_response(
+    response: &upstream::Response,
+    bufs: &UpstreamBuffers,
+    out: &mut Vec<u8>,
+    common: &Common<'_>,
+) {
     response::write_status(out, response.status);
     for i in 0..bufs.headers.len() {
         let (name, value) = bufs.header(i);
-        if is_hop_by_hop(name) || name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"date") {
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"date")
+        {
             continue;
         }
         if name.eq_ignore_ascii_case(b"x-amzn-requestid") {

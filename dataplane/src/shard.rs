@@ -196,6 +196,9 @@ async fn drain(shard: &Shard) {
     }
     let left = shard.conns.borrow().len();
     if left > 0 {
-        eprintln!("shard {}: shutdown deadline passed with {left} connection(s) open; closing them", shard.index);
+        eprintln!(
+            "shard {}: shutdown deadline passed with {left} connection(s) open; closing them",
+            shard.index
+        );
     }
 }

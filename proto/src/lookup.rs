@@ -9,9 +9,7 @@
 //!
 //! Parameters are captured as byte ranges of the path into a fixed-size [`Captures`].
 
-use crate::table::{
-    ArchivedMethodRoute, ArchivedStage, ArchivedTable, Method, ArchivedNode, MAX_PARAMS,
-};
+use crate::table::{ArchivedMethodRoute, ArchivedNode, ArchivedStage, ArchivedTable, Method, MAX_PARAMS};
 
 /// Where a request landed: the stage, and the part of the path left after the base path or
 /// stage prefix (always starting with `/`).
@@ -89,18 +87,13 @@ fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
 /// the query string and must start with `/`.
 pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Option<StageMatch<'p>> {
     let host = host_without_port(host);
-    if let Ok(i) = table.domains.binary_search_by(|d| cmp_ignore_ascii_case(d.host.as_str(), host))
-    {
+    if let Ok(i) = table.domains.binary_search_by(|d| cmp_ignore_ascii_case(d.host.as_str(), host)) {
         let domain = &table.domains[i];
         let after_slash = path.strip_prefix('/')?;
         for mapping in domain.mappings.iter() {
             let base = mapping.base_path.as_str();
             if base.is_empty() {
-                return Some(StageMatch {
-                    stage: mapping.stage.to_native(),
-                    path,
-                    by_stage_name: false,
-                });
+                return Some(StageMatch { stage: mapping.stage.to_native(), path, by_stage_name: false });
             }
             if let Some(rest) = after_slash.strip_prefix(base) {
                 if rest.is_empty() || rest.starts_with('/') {
@@ -224,7 +217,7 @@ impl Walker<'_> {
 mod tests {
     use super::*;
     use crate::table::*;
-    use crate::tree::{parse_path, param_names, TreeBuilder};
+    use crate::tree::{param_names, parse_path, TreeBuilder};
 
     fn mock() -> Integration {
         Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] })

@@ -276,8 +276,8 @@ impl std::error::Error for DecodeError {}
 
 /// Serializes a table to its wire and file form: [`MAGIC`] followed by the rkyv archive.
 pub fn encode(table: &Table) -> Vec<u8> {
-    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(table)
-        .expect("serializing a table into memory cannot fail");
+    let archive =
+        rkyv::to_bytes::<rkyv::rancor::Error>(table).expect("serializing a table into memory cannot fail");
     let mut out = Vec::with_capacity(MAGIC.len() + archive.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&archive);

@@ -27,10 +27,9 @@ impl std::fmt::Display for TreeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TreeError::NotAbsolute => write!(f, "the path must start with '/'"),
-            TreeError::BadSegment(s) => write!(
-                f,
-                "segment '{s}' is not valid: use literal text, '{{name}}' or a final '{{name+}}'"
-            ),
+            TreeError::BadSegment(s) => {
+                write!(f, "segment '{s}' is not valid: use literal text, '{{name}}' or a final '{{name+}}'")
+            }
             TreeError::GreedyNotLast => write!(f, "a greedy '{{name+}}' segment must be the last"),
             TreeError::TooManyParams => write!(f, "at most {MAX_PARAMS} path parameters per route"),
             TreeError::DuplicateParam(p) => write!(f, "path parameter '{p}' appears twice"),
@@ -134,12 +133,7 @@ impl Default for TreeBuilder {
 }
 
 impl TreeBuilder {
-    pub fn insert(
-        &mut self,
-        method: Method,
-        segments: &[Segment<'_>],
-        route: u32,
-    ) -> Result<(), TreeError> {
+    pub fn insert(&mut self, method: Method, segments: &[Segment<'_>], route: u32) -> Result<(), TreeError> {
         let mut node = 0usize;
         for segment in segments {
             match segment {
@@ -208,11 +202,8 @@ impl TreeBuilder {
         self.nodes
             .into_iter()
             .map(|n| {
-                let mut literals: Vec<Edge> = n
-                    .literals
-                    .into_iter()
-                    .map(|(segment, node)| Edge { segment, node })
-                    .collect();
+                let mut literals: Vec<Edge> =
+                    n.literals.into_iter().map(|(segment, node)| Edge { segment, node }).collect();
                 literals.sort_by(|a, b| a.segment.as_bytes().cmp(b.segment.as_bytes()));
                 Node {
                     literals,

@@ -35,8 +35,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Compile { file, output, version } => {
-            let table = controlplane::load_manifests(&file)
-                .and_then(|m| controlplane::compile::compile(&m, version));
+            let table =
+                controlplane::load_manifests(&file).and_then(|m| controlplane::compile::compile(&m, version));
             match table {
                 Ok(table) => {
                     let bytes = proto::table::encode(&table);

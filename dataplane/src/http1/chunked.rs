@@ -17,7 +17,9 @@ pub enum ChunkError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// Inside a chunk extension (after `;`), until CR.
     Extension,
     /// Expecting the LF that ends the size line.

@@ -1,6 +1,9 @@
 //! Request-head parsing: httparse for the syntax, then the framing and smuggling rules that
 //! decide how long the body is. Pure: bytes in, a borrowed [`Head`] or a [`HeadError`] out.
 //!
+//! httparse itself refuses a bare CR, obs-fold continuation lines and whitespace between a
+//! header name and its colon (the unit tests below pin that down); this module adds the rest.
+//!
 //! The rules are strict on purpose. Whenever two HTTP implementations could disagree on where a
 //! request ends (both `Content-Length` and `Transfer-Encoding`, differing lengths, an obfuscated
 //! coding), the request is refused with 400 and the connection closed, so nothing ambiguous can
@@ -120,9 +123,6 @@ pub fn parse<'b, 'h>(
     if !target.starts_with('/') {
         return Err(HeadError::BadRequest("request target is not origin-form"));
     }
-    if buf[..len].contains(&b'\r') && !crlf_only(&buf[..len]) {
-        return Err(HeadError::BadRequest("bare CR"));
-    }
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
@@ -216,11 +216,6 @@ fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), HeadError> {
     }
 }
 
-/// True when every CR in `head` is followed by LF.
-fn crlf_only(head: &[u8]) -> bool {
-    head.windows(2).all(|w| w[0] != b'\r' || w[1] == b'\n') && head.last() != Some(&b'\r')
-}
-
 fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
     // A list of identical values ("5, 5") is allowed by RFC 9110; anything else is not.
     let mut result: Option<u64> = None;
@@ -273,12 +268,27 @@ mod tests {
     #[test]
     fn framing_and_keep_alive() {
         assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Some((Framing::Empty, true, false))));
-        assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), Ok(Some((Framing::Empty, false, false))));
+        assert_eq!(
+            check("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+            Ok(Some((Framing::Empty, false, false)))
+        );
         assert_eq!(check("GET / HTTP/1.0\r\n\r\n"), Ok(Some((Framing::Empty, false, false))));
-        assert_eq!(check("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"), Ok(Some((Framing::Empty, true, false))));
-        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), Ok(Some((Framing::Length(5), true, false))));
-        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"), Ok(Some((Framing::Length(5), true, false))));
-        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n"), Ok(Some((Framing::Chunked, true, true))));
+        assert_eq!(
+            check("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+            Ok(Some((Framing::Empty, true, false)))
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Some((Framing::Length(5), true, false)))
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Some((Framing::Length(5), true, false)))
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n"),
+            Ok(Some((Framing::Chunked, true, true)))
+        );
         assert_eq!(check("GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
     }
 
@@ -319,8 +329,17 @@ mod tests {
         let partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(10_300));
         assert_eq!(check(&partial), Err(HeadError::HeadersTooLarge));
         let many: String = (0..101).map(|i| format!("X{i}: v\r\n")).collect();
-        assert_eq!(check(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")), Err(HeadError::HeadersTooLarge));
-        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10485761\r\n\r\n"), Err(HeadError::BodyTooLarge));
-        assert_eq!(check("POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"), Err(HeadError::ExpectationFailed));
+        assert_eq!(
+            check(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
+            Err(HeadError::HeadersTooLarge)
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10485761\r\n\r\n"),
+            Err(HeadError::BodyTooLarge)
+        );
+        assert_eq!(
+            check("POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n"),
+            Err(HeadError::ExpectationFailed)
+        );
     }
 }

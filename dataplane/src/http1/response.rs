@@ -2,6 +2,7 @@
 //! pipelined responses leave in one write.
 
 /// What every response carries besides its own headers.
+#[derive(Clone, Copy)]
 pub struct Common<'a> {
     /// `x-amzn-RequestId`.
     pub request_id: &'a [u8],

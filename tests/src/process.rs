@@ -1,0 +1,225 @@
+//! Starting the gateway's binaries as child processes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory holding the workspace's binaries, built once per test run with the same profile
+/// as the tests (so `cargo test` alone is enough).
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "dataplane", "-p", "controlplane", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        let status = cmd.status().expect("running cargo build for the binaries");
+        assert!(status.success(), "building the binaries failed");
+        dir
+    })
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// The io driver the data plane runs under in this test run: `GATEWAY_IO_DRIVER` (auto,
+/// uring or epoll), so CI can run the suite once per driver.
+pub fn io_driver() -> String {
+    std::env::var("GATEWAY_IO_DRIVER").unwrap_or_else(|_| "auto".into())
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("gw-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `controlctl` with arguments; returns (exit code, stdout, stderr).
+pub fn controlctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("controlctl")).args(args).output().expect("running controlctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Compiles manifest text into a table file inside `dir`.
+pub fn compile_table(dir: &Path, manifest: &str) -> PathBuf {
+    let yaml = dir.join("gateway.yaml");
+    std::fs::write(&yaml, manifest).expect("writing manifest");
+    let table = dir.join("table.bin");
+    let (code, _, stderr) =
+        controlctl(&["compile", "-f", yaml.to_str().unwrap_or(""), "-o", table.to_str().unwrap_or("")]);
+    assert_eq!(code, 0, "controlctl compile failed: {stderr}");
+    table
+}
+
+#[derive(Debug, Clone)]
+pub struct DataplaneOptions {
+    pub shards: usize,
+    pub extra_args: Vec<String>,
+    /// Start without a table.
+    pub no_table: bool,
+}
+
+impl Default for DataplaneOptions {
+    fn default() -> Self {
+        DataplaneOptions { shards: 2, extra_args: Vec::new(), no_table: false }
+    }
+}
+
+/// A running data plane, killed on drop.
+pub struct Dataplane {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+    _dir: TempDir,
+}
+
+impl Dataplane {
+    pub fn start(manifest: &str) -> Dataplane {
+        Dataplane::start_with(manifest, DataplaneOptions::default())
+    }
+
+    pub fn start_with(manifest: &str, options: DataplaneOptions) -> Dataplane {
+        let dir = TempDir::new("dp");
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--admin".into(),
+            "127.0.0.1:0".into(),
+            "--shards".into(),
+            options.shards.to_string(),
+            "--io-driver".into(),
+            io_driver(),
+        ];
+        if !options.no_table {
+            let table = compile_table(&dir.0, manifest);
+            args.push("--table".into());
+            args.push(table.display().to_string());
+        }
+        args.extend(options.extra_args.iter().cloned());
+        let mut child = Command::new(bin("dataplane"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting dataplane");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_tx.send(line);
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut addr = None;
+        let mut admin = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("listening on ") {
+                        addr = a.parse().ok();
+                    } else if let Some(a) = line.strip_prefix("admin on ") {
+                        admin = a.parse().ok();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let errors: Vec<String> = err_rx.try_iter().collect();
+                    panic!("dataplane did not start: {}", errors.join("\n"));
+                }
+            }
+        }
+        Dataplane {
+            child,
+            addr: addr.expect("listen address"),
+            admin: admin.expect("admin address"),
+            stderr: err_rx,
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self) -> crate::Client {
+        crate::Client::connect(self.addr)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // Our own child: its pid cannot be reused while `child` is not yet reaped.
+        let rc = unsafe_kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
+    /// GET on the admin port; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut c = crate::Client::connect(self.admin);
+        let r = c.request(&format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n"));
+        (r.status, r.text())
+    }
+}
+
+fn unsafe_kill(pid: libc::pid_t, sig: libc::c_int) -> libc::c_int {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
