@@ -252,13 +252,21 @@ fn many_slow_loris_connections_do_not_starve_others() {
         c.send(b"GET /one HTTP/1.1\r\nHost: loc");
         held.push(c);
     }
-    let (status, metrics) = dp.admin_get("/metrics");
-    assert_eq!(status, 200);
-    let open: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("gateway_open_connections{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    // Connections complete in the kernel before the shards accept them: wait for the count.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let open = loop {
+        let (status, metrics) = dp.admin_get("/metrics");
+        assert_eq!(status, 200);
+        let open: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("gateway_open_connections{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if open >= 500 || Instant::now() > deadline {
+            break open;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(open >= 500, "open connections {open}");
     let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", dp.child.id()))
         .unwrap()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, and every test, with the data-plane
+# end-to-end suite run once per io driver. Needs only the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== unit tests"
+cargo test --workspace --locked --exclude gateway-tests
+
+for driver in uring epoll; do
+  echo "== end-to-end tests, io driver: $driver"
+  GATEWAY_IO_DRIVER=$driver cargo test -p gateway-tests --locked
+done
