@@ -1,24 +1,10 @@
 //! `dataplane`: serves APIs with one shard per core.
 
-mod admin;
-mod conn;
-mod gateway_response;
-mod http1;
-mod loaded_table;
-mod mock;
-mod pipeline;
-mod proxy;
-mod request_id;
-mod settings;
-mod shard;
-mod stats;
-mod sys;
-mod upstream;
-
 use clap::Parser;
-use loaded_table::LoadedTable;
-use settings::Settings;
-use shard::{IoDriver, ShardSpec};
+use dataplane::loaded_table::LoadedTable;
+use dataplane::settings::Settings;
+use dataplane::shard::{self, IoDriver, ShardSpec};
+use dataplane::{admin, stats, sys};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;

@@ -34,8 +34,9 @@ fn main() {
     let cli = Cli::parse();
     let listeners: Vec<std::net::TcpListener> = (0..cli.threads.max(1))
         .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::for_address(cli.listen), socket2::Type::STREAM, None)
-                .expect("socket");
+            let socket =
+                socket2::Socket::new(socket2::Domain::for_address(cli.listen), socket2::Type::STREAM, None)
+                    .expect("socket");
             socket.set_reuse_port(true).expect("reuse_port");
             socket.set_reuse_address(true).expect("reuse_addr");
             socket.set_nonblocking(true).expect("nonblocking");

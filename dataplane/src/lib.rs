@@ -1,0 +1,19 @@
+//! The data plane: shards that serve APIs from a compiled routing table.
+//!
+//! The binary (`main.rs`) wires these together; the library form exists so that fuzz targets
+//! and benchmarks can reach the pure parts (`http1`).
+
+pub mod admin;
+mod conn;
+mod gateway_response;
+pub mod http1;
+pub mod loaded_table;
+mod mock;
+mod pipeline;
+mod proxy;
+mod request_id;
+pub mod settings;
+pub mod shard;
+pub mod stats;
+pub mod sys;
+mod upstream;
