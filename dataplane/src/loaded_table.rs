@@ -38,7 +38,8 @@ impl LoadedTable {
         self.bytes.get()
     }
 
-    pub fn len(&self) -> usize {
+    /// Size of the encoded table.
+    pub fn size_bytes(&self) -> usize {
         self.bytes.len()
     }
 }

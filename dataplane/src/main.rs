@@ -79,7 +79,7 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!(
                 "loaded table version {} ({} bytes, {} stage(s)) from {}",
                 table.get().version,
-                table.len(),
+                table.size_bytes(),
                 table.get().stages.len(),
                 path.display()
             );
