@@ -15,5 +15,5 @@ cargo test --workspace --locked --exclude gateway-tests
 
 for driver in uring epoll; do
   echo "== end-to-end tests, io driver: $driver"
-  GATEWAY_IO_DRIVER=$driver cargo test -p gateway-tests --locked
+  GATEWAY_IO_DRIVER=$driver cargo test -p gateway-tests --test e2e --locked
 done
