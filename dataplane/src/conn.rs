@@ -9,13 +9,12 @@ use crate::gateway_response::{self, Kind};
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::head::{self, Framing, Head, HeadError};
 use crate::pipeline;
-use crate::shard::{ConnEntry, Shard};
+use crate::shard::{ConnEntry, ConnState, Shard};
 use crate::stats::ShardStats;
 use crate::upstream::UpstreamBuffers;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -30,20 +29,21 @@ const KEEP_BUFFER: usize = 64 * 1024;
 /// Serves one accepted connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
     let _ = stream.set_nodelay(true);
-    let idle = Rc::new(Cell::new(false));
-    let key = shard.conns.borrow_mut().insert(ConnEntry { fd: stream.as_raw_fd(), idle: idle.clone() });
+    let state = Rc::new(ConnState::default());
+    let key = shard.conns.borrow_mut().insert(ConnEntry { fd: stream.as_raw_fd(), state: state.clone() });
     shard.stats.open_connections.fetch_add(1, Relaxed);
     let mut conn = Conn {
         stream,
         peer,
         shard: shard.clone(),
-        idle,
+        state,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         start: 0,
         out: Vec::with_capacity(INITIAL_BUFFER),
         body: Vec::new(),
         upstream: UpstreamBuffers::default(),
         pending: None,
+        served: 0,
     };
     conn.run().await;
     shard.conns.borrow_mut().remove(key);
@@ -72,7 +72,7 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     shard: Rc<Shard>,
-    idle: Rc<Cell<bool>>,
+    state: Rc<ConnState>,
     /// Received bytes; requests start at `start`.
     buf: Vec<u8>,
     start: usize,
@@ -82,16 +82,28 @@ struct Conn {
     body: Vec<u8>,
     upstream: UpstreamBuffers,
     pending: Option<Pending>,
+    /// Requests answered so far.
+    served: u64,
 }
 
 impl Conn {
     async fn run(&mut self) {
-        let mut head_started: Option<Instant> = None;
+        // Deadline of the head being received, fixed when its first bytes arrive.
+        let mut head_deadline: Option<u64> = None;
         loop {
+            let served_before = self.served;
             let next = self.handle_buffered().await;
+            if self.served != served_before {
+                // The partial head now in the buffer, if any, is a new request's.
+                head_deadline = None;
+            }
             if !self.out.is_empty() {
+                // A client that stops reading cannot hold the connection forever.
+                let clock = &self.shard.clock;
+                self.state.deadline_ms.set(clock.deadline(self.shard.settings.body_timeout));
                 let out = std::mem::take(&mut self.out);
                 let (result, mut out) = self.stream.write_all(out).await;
+                self.state.deadline_ms.set(0);
                 if result.is_err() {
                     return;
                 }
@@ -112,37 +124,30 @@ impl Conn {
                 return;
             }
             let settings = &self.shard.settings;
-            let wait = if waiting_for_new_request {
-                head_started = None;
-                settings.idle_timeout
+            let clock = &self.shard.clock;
+            let deadline = if waiting_for_new_request {
+                head_deadline = None;
+                clock.deadline(settings.idle_timeout)
             } else if self.pending.is_some() {
-                settings.body_timeout
+                clock.deadline(settings.body_timeout)
             } else {
-                let started = *head_started.get_or_insert_with(Instant::now);
-                match settings.header_timeout.checked_sub(started.elapsed()) {
-                    Some(left) => left,
-                    None => return,
-                }
+                *head_deadline.get_or_insert_with(|| clock.deadline(settings.header_timeout))
             };
             self.reserve_for_read();
             let buf = std::mem::take(&mut self.buf);
             let len = buf.len();
             let capacity = buf.capacity();
-            self.idle.set(waiting_for_new_request);
-            let read = monoio::time::timeout(wait, self.stream.read(buf.slice_mut(len..capacity))).await;
-            self.idle.set(false);
-            let Ok((result, slice)) = read else {
-                // Idle, header or body timeout: a slow client costs nothing more.
-                return;
-            };
+            // The shard's sweeper shuts the socket down once the deadline passes, which ends
+            // this read: a slow client costs nothing more than its buffer until then.
+            self.state.deadline_ms.set(deadline);
+            self.state.idle.set(waiting_for_new_request);
+            let (result, slice) = self.stream.read(buf.slice_mut(len..capacity)).await;
+            self.state.idle.set(false);
+            self.state.deadline_ms.set(0);
             self.buf = slice.into_inner();
             match result {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if head_started.is_none() && self.pending.is_none() {
-                        head_started = Some(Instant::now());
-                    }
-                }
+                Ok(_) => {}
             }
         }
     }
@@ -211,6 +216,7 @@ impl Conn {
             let keep_alive = head.keep_alive;
             let body = &self.buf[body_start..body_end];
             let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+            self.served += 1;
             self.start += consumed;
             if !(go_on && keep_alive) {
                 return Next::Close;
@@ -233,6 +239,7 @@ impl Conn {
         let body =
             if chunked { &self.body[..] } else { &self.buf[self.start + head_len..self.start + consumed] };
         let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+        self.served += 1;
         self.start += consumed;
         if chunked && self.body.capacity() > KEEP_BUFFER {
             self.body = Vec::new();
@@ -271,7 +278,7 @@ impl Conn {
 
     fn write_error(&mut self, kind: Kind) {
         let request_id = self.shard.ids.borrow_mut().next();
-        let date = *self.shard.date.borrow_mut().get();
+        let date = *self.shard.date.borrow().get();
         let common = crate::http1::response::Common {
             request_id: &request_id,
             date: &date,

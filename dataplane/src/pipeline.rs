@@ -34,7 +34,7 @@ pub async fn handle(
     upstream: &mut UpstreamBuffers,
 ) {
     let request_id = shard.ids.borrow_mut().next();
-    let date = *shard.date.borrow_mut().get();
+    let date = *shard.date.borrow().get();
     let common = Common {
         request_id: &request_id,
         date: &date,

@@ -46,13 +46,53 @@ pub struct Shard {
     pub draining: Cell<bool>,
     /// The listener's port, for `X-Forwarded-Port`.
     pub listen_port: u16,
+    pub clock: CoarseClock,
 }
 
 pub struct ConnEntry {
     pub fd: RawFd,
-    /// True while the connection waits for the first byte of a next request.
-    pub idle: Rc<Cell<bool>>,
+    pub state: Rc<ConnState>,
 }
+
+/// What the shard's sweeper needs to know about a connection, set by the connection itself.
+#[derive(Default)]
+pub struct ConnState {
+    /// True while the connection waits for the first byte of a next request.
+    pub idle: Cell<bool>,
+    /// Coarse time ([`CoarseClock::now_ms`]) after which the connection is closed; 0 while the
+    /// request is in the pipeline (integrations bound themselves).
+    pub deadline_ms: Cell<u64>,
+}
+
+/// Milliseconds since the shard started, advanced by the sweeper every [`TICK`]. Reading it
+/// costs no system call, so the request path never asks the kernel for the time.
+pub struct CoarseClock {
+    start: Instant,
+    now_ms: Cell<u64>,
+}
+
+impl CoarseClock {
+    fn new() -> Self {
+        // Start at 1 so that a deadline is never 0, which means "none".
+        CoarseClock { start: Instant::now(), now_ms: Cell::new(1) }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    /// The deadline `after` from now.
+    pub fn deadline(&self, after: Duration) -> u64 {
+        self.now_ms() + after.as_millis() as u64
+    }
+
+    fn advance(&self) {
+        self.now_ms.set(1 + self.start.elapsed().as_millis() as u64);
+    }
+}
+
+/// How often the sweeper runs: the precision of every client timeout.
+pub const TICK: Duration = Duration::from_millis(100);
 
 impl Shard {
     /// The table a request runs on from start to finish, even if a newer one arrives meanwhile.
@@ -155,7 +195,9 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         conns: RefCell::new(slab::Slab::new()),
         draining: Cell::new(false),
         listen_port,
+        clock: CoarseClock::new(),
     });
+    monoio::spawn(sweep(shard.clone()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -181,12 +223,34 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     Ok(())
 }
 
+/// Every [`TICK`]: advances the coarse clock and the `Date` header, and closes connections
+/// past their deadline. One timer for the whole shard, instead of one per read.
+async fn sweep(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(TICK).await;
+        shard.clock.advance();
+        shard.date.borrow_mut().refresh();
+        let now = shard.clock.now_ms();
+        for (_, conn) in shard.conns.borrow().iter() {
+            let deadline = conn.state.deadline_ms.get();
+            if deadline != 0 && deadline <= now {
+                // The connection's pending read or write fails and its task ends.
+                conn.state.deadline_ms.set(0);
+                crate::sys::shutdown_both(conn.fd);
+            }
+        }
+        if shard.draining.get() && shard.conns.borrow().is_empty() {
+            return;
+        }
+    }
+}
+
 /// Stops the shard gracefully: idle connections close now, busy ones finish their current
 /// request (answered with `connection: close`) until the shutdown deadline.
 async fn drain(shard: &Shard) {
     shard.draining.set(true);
     for (_, conn) in shard.conns.borrow().iter() {
-        if conn.idle.get() {
+        if conn.state.idle.get() {
             crate::sys::shutdown_both(conn.fd);
         }
     }

@@ -1,4 +1,5 @@
-//! The `Date` header value, formatted once per second rather than per response.
+//! The `Date` header value, formatted once per second rather than per response, and
+//! refreshed by the shard's sweeper (so a response never reads the clock).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,13 +17,13 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    /// The current date, reformatted only when the second has changed.
-    pub fn get(&mut self) -> &[u8; 29] {
-        self.refresh();
+    /// The date as of the last [`refresh`](Self::refresh).
+    pub fn get(&self) -> &[u8; 29] {
         &self.text
     }
 
-    fn refresh(&mut self) {
+    /// Re-reads the clock; reformats only when the second has changed.
+    pub fn refresh(&mut self) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if now != self.second {
             self.second = now;
