@@ -230,13 +230,15 @@ fn compile_stage(
     if errors.list.len() != before {
         return None;
     }
+    let proto::tree::RouteTree { nodes, edges } = tree.finish();
     Some(Stage {
         id: stable_id(&[&api.value.name, &s.name]),
         api: api.value.name.clone(),
         name: s.name.clone(),
         protocol,
         variables: s.variables.iter().map(|(n, v)| Variable { name: n.clone(), value: v.clone() }).collect(),
-        nodes: tree.finish(),
+        nodes,
+        edges,
         routes,
     })
 }

@@ -9,7 +9,10 @@
 //!
 //! Parameters are captured as byte ranges of the path into a fixed-size [`Captures`].
 
-use crate::table::{ArchivedMethodRoute, ArchivedNode, ArchivedStage, ArchivedTable, Method, MAX_PARAMS};
+use crate::table::{
+    edge_slot, ArchivedMethodRoute, ArchivedNode, ArchivedStage, ArchivedTable, Method, EMPTY_EDGE,
+    MAX_PARAMS,
+};
 
 /// Where a request landed: the stage, and the part of the path left after the base path or
 /// stage prefix (always starting with `/`).
@@ -154,8 +157,8 @@ impl Walker<'_> {
     /// Matches `self.path[pos..]` from `node`. Depth-first in precedence order, so a dead end
     /// under a literal falls back to the parameter and then to the greedy routes, exactly as a
     /// "most specific route wins" rule requires.
-    fn walk(&self, node: u32, pos: usize, captures: &mut Captures) -> Option<u32> {
-        let node: &ArchivedNode = &self.stage.nodes[node as usize];
+    fn walk(&self, node_index: u32, pos: usize, captures: &mut Captures) -> Option<u32> {
+        let node: &ArchivedNode = &self.stage.nodes[node_index as usize];
         if pos > self.path.len() || (pos == self.path.len() && !self.path.is_empty()) {
             // All segments consumed.
             return self.pick(&node.methods);
@@ -169,9 +172,9 @@ impl Walker<'_> {
         let segment = &rest[..seg_len];
         let next = pos + seg_len + 1;
         if !segment.is_empty() {
-            if let Ok(i) = node.literals.binary_search_by(|e| e.segment.as_str().cmp(segment)) {
+            if let Some(child) = self.literal_child(node_index, node, segment) {
                 let saved = captures.len;
-                if let Some(route) = self.walk(node.literals[i].node.to_native(), next, captures) {
+                if let Some(route) = self.walk(child, next, captures) {
                     return Some(route);
                 }
                 captures.len = saved;
@@ -196,6 +199,27 @@ impl Walker<'_> {
             captures.len = saved;
         }
         None
+    }
+
+    /// Probes the stage's edge table for `parent --segment-->`. Terminates: `decode` checked
+    /// that the table has a free slot.
+    fn literal_child(&self, parent: u32, node: &ArchivedNode, segment: &str) -> Option<u32> {
+        if !node.has_literals {
+            return None;
+        }
+        let edges = &self.stage.edges;
+        let mut slot = edge_slot(parent, segment, edges.len());
+        loop {
+            let edge = &edges[slot];
+            let edge_parent = edge.parent.to_native();
+            if edge_parent == EMPTY_EDGE {
+                return None;
+            }
+            if edge_parent == parent && edge.segment.as_str() == segment {
+                return Some(edge.node.to_native());
+            }
+            slot = (slot + 1) & (edges.len() - 1);
+        }
     }
 
     fn pick(&self, routes: &[ArchivedMethodRoute]) -> Option<u32> {
@@ -238,13 +262,15 @@ mod tests {
                 integration: mock(),
             });
         }
+        let crate::tree::RouteTree { nodes, edges } = tree.finish();
         Stage {
             id: 1,
             api: "petstore".into(),
             name: "prod".into(),
             protocol: Protocol::Rest,
             variables: vec![],
-            nodes: tree.finish(),
+            nodes,
+            edges,
             routes,
         }
     }

@@ -81,6 +81,8 @@ pub struct Stage {
     pub variables: Vec<Variable>,
     /// The route tree; node 0 is the root (`/`).
     pub nodes: Vec<Node>,
+    /// Literal edges of the tree, hashed (length 0 or a power of two, at most half full).
+    pub edges: Vec<Edge>,
     pub routes: Vec<Route>,
 }
 
@@ -91,12 +93,12 @@ pub struct Variable {
 }
 
 /// A node of the path-segment tree. A request path walks it one segment at a time: literal
-/// children first, then the `{param}` child, then the greedy `{proxy+}` routes, which is AWS's
-/// precedence (most specific wins).
+/// children first (found through [`Stage::edges`]), then the `{param}` child, then the greedy
+/// `{proxy+}` routes, which is AWS's precedence (most specific wins).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Node {
-    /// Literal segments, sorted bytewise.
-    pub literals: Vec<Edge>,
+    /// Whether any literal child exists, so a lookup skips hashing when none can match.
+    pub has_literals: bool,
     /// The `{name}` child, if any (one per position: two routes that differ only in the
     /// parameter's name are the same resource, and the compiler rejects them).
     pub param: Option<u32>,
@@ -106,10 +108,29 @@ pub struct Node {
     pub greedy: Vec<MethodRoute>,
 }
 
+/// One literal edge `parent --segment--> node`, in a stage-wide open-addressing hash table
+/// (see [`edge_slot`]), so finding a child costs the same for 3 siblings or 30,000.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Edge {
+    /// [`EMPTY_EDGE`] marks a free slot.
+    pub parent: u32,
     pub segment: String,
     pub node: u32,
+}
+
+/// `parent` of a free slot in [`Stage::edges`].
+pub const EMPTY_EDGE: u32 = u32::MAX;
+
+/// The home slot of an edge in a table of `len` slots (a power of two): FNV-1a over the parent
+/// id and the segment bytes. Shared by the compiler and the lookup, so both agree.
+pub fn edge_slot(parent: u32, segment: &str, len: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parent.to_le_bytes().iter().chain(segment.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Fold the high bits in: FNV's low bits alone are weak for short keys.
+    ((hash ^ (hash >> 29)) as usize) & (len - 1)
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -339,9 +360,20 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
         if nodes == 0 {
             return Err(format!("stage {}/{} has no root node", stage.api, stage.name));
         }
+        let edges = stage.edges.len();
+        let free = stage.edges.iter().filter(|e| e.parent.to_native() == EMPTY_EDGE).count();
+        if (edges != 0 && !edges.is_power_of_two()) || (edges != 0 && free == 0) {
+            return Err(format!("stage {}/{} has a malformed edge table", stage.api, stage.name));
+        }
+        let edges_ok = stage.edges.iter().all(|e| {
+            e.parent.to_native() == EMPTY_EDGE
+                || ((e.parent.to_native() as usize) < nodes && (e.node.to_native() as usize) < nodes)
+        });
+        if !edges_ok {
+            return Err(format!("stage {}/{} has a dangling edge", stage.api, stage.name));
+        }
         for node in stage.nodes.iter() {
-            let child_ok = node.literals.iter().all(|e| (e.node.to_native() as usize) < nodes)
-                && node.param.as_ref().is_none_or(|p| (p.to_native() as usize) < nodes);
+            let child_ok = node.param.as_ref().is_none_or(|p| (p.to_native() as usize) < nodes);
             let routes_ok = node
                 .methods
                 .iter()

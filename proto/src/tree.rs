@@ -1,7 +1,8 @@
 //! Builds a stage's path-segment tree ([`Node`]s) from route paths. The control plane uses it
 //! while compiling; it lives beside the lookup so that the two agree on the shape.
 
-use crate::table::{Edge, Method, MethodRoute, Node, MAX_PARAMS};
+use crate::table::{edge_slot, Edge, Method, MethodRoute, Node, EMPTY_EDGE, MAX_PARAMS};
+use std::collections::HashMap;
 
 /// Why a route path cannot enter the tree. Each is a user error in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub struct TreeBuilder {
 
 #[derive(Debug, Default)]
 struct BuildNode {
-    literals: Vec<(String, u32)>,
+    literals: HashMap<String, u32>,
     param: Option<(String, u32)>,
     methods: Vec<MethodRoute>,
     greedy: Vec<MethodRoute>,
@@ -138,12 +139,11 @@ impl TreeBuilder {
         for segment in segments {
             match segment {
                 Segment::Literal(text) => {
-                    let found = self.nodes[node].literals.iter().find(|(s, _)| s == text);
-                    node = match found {
-                        Some((_, child)) => *child as usize,
+                    node = match self.nodes[node].literals.get(*text) {
+                        Some(child) => *child as usize,
                         None => {
                             let child = self.new_node();
-                            self.nodes[node].literals.push(((*text).to_string(), child));
+                            self.nodes[node].literals.insert((*text).to_string(), child);
                             child as usize
                         }
                     };
@@ -198,20 +198,39 @@ impl TreeBuilder {
         (self.nodes.len() - 1) as u32
     }
 
-    pub fn finish(self) -> Vec<Node> {
-        self.nodes
-            .into_iter()
-            .map(|n| {
-                let mut literals: Vec<Edge> =
-                    n.literals.into_iter().map(|(segment, node)| Edge { segment, node }).collect();
-                literals.sort_by(|a, b| a.segment.as_bytes().cmp(b.segment.as_bytes()));
-                Node {
-                    literals,
-                    param: n.param.map(|(_, child)| child),
-                    methods: n.methods,
-                    greedy: n.greedy,
+    /// The node arena and the hashed edge table for a [`Stage`](crate::table::Stage).
+    pub fn finish(self) -> RouteTree {
+        let edge_count: usize = self.nodes.iter().map(|n| n.literals.len()).sum();
+        let slots = if edge_count == 0 { 0 } else { (edge_count * 2).next_power_of_two() };
+        let mut edges: Vec<Edge> =
+            (0..slots).map(|_| Edge { parent: EMPTY_EDGE, segment: String::new(), node: 0 }).collect();
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (parent, n) in self.nodes.into_iter().enumerate() {
+            let parent = parent as u32;
+            // Sorted, so the same routes always give the same bytes.
+            let mut literals: Vec<(String, u32)> = n.literals.into_iter().collect();
+            literals.sort();
+            nodes.push(Node {
+                has_literals: !literals.is_empty(),
+                param: n.param.map(|(_, child)| child),
+                methods: n.methods,
+                greedy: n.greedy,
+            });
+            for (segment, node) in literals {
+                let mut slot = edge_slot(parent, &segment, slots);
+                while edges[slot].parent != EMPTY_EDGE {
+                    slot = (slot + 1) & (slots - 1);
                 }
-            })
-            .collect()
+                edges[slot] = Edge { parent, segment, node };
+            }
+        }
+        RouteTree { nodes, edges }
     }
+}
+
+/// What a [`TreeBuilder`] yields.
+#[derive(Debug)]
+pub struct RouteTree {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
 }
