@@ -362,7 +362,7 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
         }
         let edges = stage.edges.len();
         let free = stage.edges.iter().filter(|e| e.parent.to_native() == EMPTY_EDGE).count();
-        if (edges != 0 && !edges.is_power_of_two()) || (edges != 0 && free == 0) {
+        if edges != 0 && (!edges.is_power_of_two() || free == 0) {
             return Err(format!("stage {}/{} has a malformed edge table", stage.api, stage.name));
         }
         let edges_ok = stage.edges.iter().all(|e| {
