@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 //! The lookup runs per request: prove it never allocates, with a counting allocator.
 
 use proto::lookup::{find_route, find_stage, Captures};
