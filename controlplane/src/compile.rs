@@ -56,7 +56,18 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Compiles the manifest into the table with the given version, or returns every error.
+/// Every stage serves its API's definition as written in the manifest.
 pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestError>> {
+    compile_deployed(manifest, version, &HashMap::new())
+}
+
+/// Like [`compile`], but a stage listed in `deployed` (by `(api, stage)`) serves that API
+/// definition (its deployment's snapshot) instead of the current one.
+pub fn compile_deployed(
+    manifest: &Manifest,
+    version: u64,
+    deployed: &HashMap<(String, String), Located<manifest::Api>>,
+) -> Result<Table, Vec<ManifestError>> {
     let mut errors = Errors { list: Vec::new() };
 
     let mut apis: HashMap<String, &Located<manifest::Api>> = HashMap::new();
@@ -82,10 +93,11 @@ pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestE
             errors.at(doc, "name", "use letters, digits, '-' and '_' (at most 128)");
             continue;
         }
-        let Some(api) = apis.get(&s.api.to_ascii_lowercase()) else {
+        let Some(&live) = apis.get(&s.api.to_ascii_lowercase()) else {
             errors.at(doc, "api", format!("no Api named '{}'", s.api));
             continue;
         };
+        let api = deployed.get(&(live.value.name.clone(), s.name.clone())).unwrap_or(live);
         let key = (api.value.name.to_ascii_lowercase(), s.name.clone());
         if stage_index.contains_key(&key) {
             errors.at(doc, "name", format!("a second Stage '{}' for Api '{}'", s.name, s.api));

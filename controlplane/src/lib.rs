@@ -2,9 +2,15 @@
 //!
 //! - [`manifest`]: the YAML object model and its strict, located parsing.
 //! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked.
+//! - [`state`]: the desired state and the operations on it (apply, delete, deploy, rollback).
+//! - [`store`]: durable storage of the state (atomic replace with fsync).
+//! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
 pub mod compile;
 pub mod manifest;
+pub mod service;
+pub mod state;
+pub mod store;
 
 use manifest::{Manifest, ManifestError};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! Parsing is strict (unknown keys are errors) and every error carries the file, the line and
 //! the field path, so a user can fix a manifest without guessing.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -54,7 +54,7 @@ pub struct Located<T> {
     pub value: T,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub kind: String,
@@ -62,14 +62,14 @@ pub struct Account {
     pub throttle: Option<Throttle>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Throttle {
     pub rate: f64,
     pub burst: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     Rest,
@@ -77,7 +77,7 @@ pub enum Protocol {
     Websocket,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
     pub kind: String,
@@ -92,7 +92,7 @@ fn default_protocol() -> Protocol {
     Protocol::Rest
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Route {
     pub integration: Integration,
@@ -104,7 +104,7 @@ pub struct Route {
     pub api_key_required: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteCache {
     #[serde(default)]
@@ -115,7 +115,7 @@ pub struct RouteCache {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum IntegrationType {
     #[serde(rename = "MOCK")]
     Mock,
@@ -125,7 +125,7 @@ pub enum IntegrationType {
     HttpProxy,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Integration {
     #[serde(rename = "type")]
@@ -141,7 +141,7 @@ pub struct Integration {
     pub response: Option<MockResponse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MockResponse {
     #[serde(default = "default_status")]
@@ -156,7 +156,7 @@ fn default_status() -> u16 {
     200
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Stage {
     pub kind: String,
@@ -176,7 +176,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageCache {
     #[serde(default)]
@@ -187,7 +187,7 @@ pub struct StageCache {
     pub ttl: Option<DurationText>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     pub kind: String,
@@ -196,7 +196,7 @@ pub struct Domain {
     pub mappings: Vec<Mapping>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mapping {
     #[serde(default)]
@@ -205,7 +205,7 @@ pub struct Mapping {
     pub stage: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsagePlan {
     pub kind: String,
@@ -218,7 +218,7 @@ pub struct UsagePlan {
     pub quota: Option<Quota>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     pub limit: u64,
@@ -227,7 +227,7 @@ pub struct Quota {
     pub offset: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum QuotaPeriod {
     Day,
@@ -235,7 +235,7 @@ pub enum QuotaPeriod {
     Month,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub kind: String,
@@ -249,7 +249,7 @@ pub struct ApiKey {
 }
 
 /// A duration written as text: `29s`, `500ms`, `5m`, `1h`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct DurationText(pub String);
 

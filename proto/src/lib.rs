@@ -1,5 +1,6 @@
 //! The contracts between the control plane and the data plane.
 //!
+//! - [`grpc`]: the `Control` service (generated from `gateway.proto`).
 //! - [`table`]: the compiled routing table (rkyv), its encoding and its one-time validation.
 //! - [`tree`]: builds a stage's route tree from route paths (used by the compiler).
 //! - [`lookup`]: the pure, allocation-free lookup the data plane runs per request.
@@ -7,3 +8,10 @@
 pub mod lookup;
 pub mod table;
 pub mod tree;
+
+/// The generated gRPC types and the `Control` client and server. They stay at the edges: the
+/// control plane's service and the data plane's control-plane client convert them.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod grpc {
+    tonic::include_proto!("gateway.v1");
+}

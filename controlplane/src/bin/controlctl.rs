@@ -1,8 +1,15 @@
-//! `controlctl`: the gateway's command-line client.
+//! `controlctl`: the gateway's command-line client, in the manner of kubectl.
+//!
+//! Exit codes: 0 success; 1 refused (invalid manifest, not found, conflict, --wait timed out);
+//! 2 usage error or the control plane cannot be reached.
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand, ValueEnum};
+use proto::grpc;
+use proto::grpc::control_client::ControlClient;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,68 +17,504 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "controlctl", version, about = "Manage the gateway like kubectl manages a cluster")]
 struct Cli {
+    /// Control plane URL [env: CONTROLCTL_SERVER; default http://127.0.0.1:7000].
+    #[arg(long, global = true)]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Validate manifests and compile them into a routing table file, offline (for
-    /// `dataplane --table FILE`). Exit code 1 when the manifests have errors.
-    Compile {
+    /// Create or update the objects in manifests; print what changed.
+    Apply {
         /// A manifest file, or a directory of .yaml/.yml files.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
-        /// Where to write the table.
+        /// Validate and show what would change, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Return only once every connected data plane serves the new version.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// Show how the stored objects differ from the manifests.
+    Diff {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// List stored objects of a kind (api, stage, domain, usageplan, apikey, account).
+    Get {
+        kind: String,
+        name: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Delete one object (stages are named API/STAGE).
+    Delete { kind: String, name: String },
+    /// Deploy the API's current definition to a stage.
+    Deploy {
+        api: String,
+        #[arg(long)]
+        stage: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Move a stage back to an earlier deployment (the previous one by default).
+    Rollback {
+        api: String,
+        #[arg(long)]
+        stage: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// List a stage's deployments, newest first.
+    Deployments {
+        api: String,
+        #[arg(long)]
+        stage: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// The version each connected data plane and shard serves.
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Validate manifests and compile them into a routing table file, offline (for
+    /// `dataplane --table FILE`).
+    Compile {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
-        /// The version number to stamp on the table.
         #[arg(long, default_value_t = 1)]
         version: u64,
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Compile { file, output, version } => {
-            let table =
-                controlplane::load_manifests(&file).and_then(|m| controlplane::compile::compile(&m, version));
-            match table {
-                Ok(table) => {
-                    let bytes = proto::table::encode(&table);
-                    if let Err(e) = write_atomically(&output, &bytes) {
-                        eprintln!("error: writing {}: {e}", output.display());
-                        return ExitCode::from(2);
-                    }
-                    let routes: usize = table.stages.iter().map(|s| s.routes.len()).sum();
-                    println!(
-                        "compiled {} stage(s), {routes} route(s), {} bytes -> {}",
-                        table.stages.len(),
-                        bytes.len(),
-                        output.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!("error: {e}");
-                    }
-                    eprintln!("{} error(s); nothing written", errors.len());
-                    ExitCode::from(1)
-                }
+/// Why a command failed, and so its exit code.
+enum Failure {
+    Refused(String),
+    Unreachable(String),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
+                Failure::Unreachable(s.message().to_string())
             }
+            _ => Failure::Refused(format!("error: {}", s.message())),
         }
     }
 }
 
-/// Writes to a temporary file and renames it over the target, so a reader never sees half a
-/// table.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server = cli
+        .server
+        .clone()
+        .or_else(|| std::env::var("CONTROLCTL_SERVER").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:7000".into());
+    if let Command::Compile { file, output, version } = &cli.command {
+        return compile_offline(file, output, *version);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command, server)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(m)) => {
+            eprintln!("{m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Unreachable(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn connect(server: &str) -> Result<ControlClient<Channel>, Failure> {
+    let endpoint = Channel::from_shared(server.to_string())
+        .map_err(|e| Failure::Unreachable(format!("bad server URL '{server}': {e}")))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Failure::Unreachable(format!("cannot reach the control plane at {server}: {e}")))?;
+    Ok(ControlClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20))
+}
+
+fn read_files(path: &Path) -> Result<Vec<grpc::ManifestFile>, Failure> {
+    let mut paths = Vec::new();
+    if path.is_dir() {
+        let entries =
+            std::fs::read_dir(path).map_err(|e| Failure::Refused(format!("{}: {e}", path.display())))?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                paths.push(p);
+            }
+        }
+        paths.sort();
+    } else {
+        paths.push(path.to_path_buf());
+    }
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|content| grpc::ManifestFile { name: p.display().to_string(), content })
+                .map_err(|e| Failure::Refused(format!("error: {}: {e}", p.display())))
+        })
+        .collect()
+}
+
+fn print_changes(changes: &[grpc::Change], suffix: &str) {
+    for c in changes {
+        let name = if c.name.is_empty() { String::new() } else { format!("/{}", c.name) };
+        println!("{}{name} {}{suffix}", c.kind.to_ascii_lowercase(), c.action);
+    }
+}
+
+fn format_errors(errors: &[grpc::FieldError]) -> String {
+    let mut out = String::new();
+    for e in errors {
+        let line = if e.line > 0 { format!(":{}", e.line) } else { String::new() };
+        let path = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path) };
+        out.push_str(&format!("error: {}{line}: {path}{}\n", e.file, e.message));
+    }
+    out.push_str(&format!("{} error(s); nothing applied", errors.len()));
+    out
+}
+
+async fn run(command: Command, server: String) -> Result<(), Failure> {
+    match command {
+        Command::Apply { file, dry_run, wait, timeout_secs } => {
+            let files = read_files(&file)?;
+            let mut client = connect(&server).await?;
+            let resp = client.apply(grpc::ApplyRequest { files, dry_run }).await?.into_inner();
+            if !resp.errors.is_empty() {
+                return Err(Failure::Refused(format_errors(&resp.errors)));
+            }
+            print_changes(&resp.changes, if dry_run { " (dry run)" } else { "" });
+            if wait && !dry_run {
+                wait_for(&mut client, resp.version, Duration::from_secs(timeout_secs)).await?;
+            }
+            Ok(())
+        }
+        Command::Diff { file } => diff(&server, &file).await,
+        Command::Get { kind, name, output } => {
+            let mut client = connect(&server).await?;
+            let req = grpc::GetRequest { kind, name: name.unwrap_or_default() };
+            let objects = client.get(req).await?.into_inner().objects;
+            match output {
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = objects
+                        .iter()
+                        .map(|o| vec![o.kind.clone(), o.name.clone(), o.summary.clone()])
+                        .collect();
+                    print_table(&["KIND", "NAME", "DETAILS"], &rows);
+                }
+                Output::Json | Output::Yaml => {
+                    let values: Vec<serde_json::Value> =
+                        objects.iter().filter_map(|o| serde_json::from_str(&o.json).ok()).collect();
+                    print_structured(&serde_json::Value::Array(values), output);
+                }
+            }
+            Ok(())
+        }
+        Command::Delete { kind, name } => {
+            let mut client = connect(&server).await?;
+            let resp = client.delete(grpc::DeleteRequest { kind, name }).await?.into_inner();
+            print_changes(&resp.changes, "");
+            Ok(())
+        }
+        Command::Deploy { api, stage, description } => {
+            let mut client = connect(&server).await?;
+            let resp = client.deploy(grpc::DeployRequest { api, stage, description }).await?.into_inner();
+            print_changes(&resp.changes, "");
+            Ok(())
+        }
+        Command::Rollback { api, stage, to } => {
+            let mut client = connect(&server).await?;
+            let req = grpc::RollbackRequest { api, stage, to: to.unwrap_or_default() };
+            let resp = client.rollback(req).await?.into_inner();
+            print_changes(&resp.changes, "");
+            Ok(())
+        }
+        Command::Deployments { api, stage, output } => {
+            let mut client = connect(&server).await?;
+            let list = client
+                .list_deployments(grpc::ListDeploymentsRequest { api, stage })
+                .await?
+                .into_inner()
+                .deployments;
+            match output {
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                format!("{}{}", d.id, if d.current { " *" } else { "" }),
+                                d.routes.to_string(),
+                                format_ms(d.created_at_ms),
+                                d.description.clone(),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["DEPLOYMENT", "ROUTES", "CREATED", "DESCRIPTION"], &rows);
+                }
+                _ => {
+                    let values: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|d| {
+                            serde_json::json!({"id": d.id, "api": d.api, "createdAtMs": d.created_at_ms,
+                                "description": d.description, "current": d.current, "routes": d.routes})
+                        })
+                        .collect();
+                    print_structured(&serde_json::Value::Array(values), output);
+                }
+            }
+            Ok(())
+        }
+        Command::Status { output } => {
+            let mut client = connect(&server).await?;
+            let status = client.status(grpc::StatusRequest {}).await?.into_inner();
+            match output {
+                Output::Table => {
+                    println!("control plane version {}", status.version);
+                    let rows: Vec<Vec<String>> = status
+                        .dataplanes
+                        .iter()
+                        .map(|d| {
+                            let shards: Vec<String> =
+                                d.shards.iter().map(|s| format!("{}:v{}", s.shard, s.version)).collect();
+                            let state = if d.connected { "connected" } else { "disconnected" };
+                            vec![d.id.clone(), state.into(), d.peer.clone(), shards.join(" ")]
+                        })
+                        .collect();
+                    print_table(&["DATAPLANE", "STATE", "PEER", "SHARDS"], &rows);
+                }
+                _ => {
+                    let planes: Vec<serde_json::Value> = status
+                        .dataplanes
+                        .iter()
+                        .map(|d| {
+                            serde_json::json!({"id": d.id, "connected": d.connected, "peer": d.peer,
+                                "lastSeenMs": d.last_seen_ms,
+                                "shards": d.shards.iter().map(|s| serde_json::json!({"shard": s.shard, "version": s.version})).collect::<Vec<_>>()})
+                        })
+                        .collect();
+                    print_structured(
+                        &serde_json::json!({"version": status.version, "dataplanes": planes}),
+                        output,
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Compile { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+/// Waits until every connected data plane reports every shard at `version` or later.
+async fn wait_for(
+    client: &mut ControlClient<Channel>,
+    version: u64,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = client.status(grpc::StatusRequest {}).await?.into_inner();
+        let connected: Vec<&grpc::DataplaneStatus> =
+            status.dataplanes.iter().filter(|d| d.connected).collect();
+        let behind: Vec<String> = connected
+            .iter()
+            .filter(|d| d.shards.is_empty() || d.shards.iter().any(|s| s.version < version))
+            .map(|d| d.id.clone())
+            .collect();
+        if behind.is_empty() {
+            println!("version {version} served by {} data plane(s)", connected.len());
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Refused(format!(
+                "timed out waiting for version {version} on: {}",
+                behind.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Compares each object in the manifests with the stored one, field by field.
+async fn diff(server: &str, file: &Path) -> Result<(), Failure> {
+    let manifest = controlplane::load_manifests(file).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("error: {e}")).collect();
+        Failure::Refused(lines.join("\n"))
+    })?;
+    let mut client = connect(server).await?;
+    let mut local: Vec<(String, String, serde_json::Value)> = Vec::new();
+    let push = |kind: &str, name: String, v: Result<serde_json::Value, serde_json::Error>| {
+        (kind.to_string(), name, v.unwrap_or_default())
+    };
+    if let Some(a) = &manifest.account {
+        local.push(push("Account", String::new(), serde_json::to_value(&a.value)));
+    }
+    for a in &manifest.apis {
+        local.push(push("Api", a.value.name.clone(), serde_json::to_value(&a.value)));
+    }
+    for s in &manifest.stages {
+        local.push(push(
+            "Stage",
+            format!("{}/{}", s.value.api, s.value.name),
+            serde_json::to_value(&s.value),
+        ));
+    }
+    for d in &manifest.domains {
+        local.push(push("Domain", d.value.name.clone(), serde_json::to_value(&d.value)));
+    }
+    for p in &manifest.usage_plans {
+        local.push(push("UsagePlan", p.value.name.clone(), serde_json::to_value(&p.value)));
+    }
+    for (kind, name, new) in local {
+        let stored = client.get(grpc::GetRequest { kind: kind.clone(), name: name.clone() }).await;
+        let label = if name.is_empty() {
+            kind.to_ascii_lowercase()
+        } else {
+            format!("{}/{name}", kind.to_ascii_lowercase())
+        };
+        match stored {
+            Err(s) if s.code() == tonic::Code::NotFound => println!("{label}: would be created"),
+            Err(s) => return Err(s.into()),
+            Ok(resp) => {
+                let old: serde_json::Value = resp
+                    .into_inner()
+                    .objects
+                    .first()
+                    .and_then(|o| serde_json::from_str(&o.json).ok())
+                    .unwrap_or_default();
+                let mut lines = Vec::new();
+                json_diff("", &old, &new, &mut lines);
+                if lines.is_empty() {
+                    println!("{label}: unchanged");
+                } else {
+                    println!("{label}:");
+                    for l in lines {
+                        println!("  {l}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_diff(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => json_diff(&p, x, y, out),
+                    (Some(x), None) => out.push(format!("- {p}: {x}")),
+                    (None, Some(y)) => out.push(format!("+ {p}: {y}")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (a, b) if a != b => {
+            out.push(format!("- {path}: {a}"));
+            out.push(format!("+ {path}: {b}"));
+        }
+        _ => {}
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> =
+            cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("{}", parts.join("   ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn print_structured(value: &serde_json::Value, output: Output) {
+    match output {
+        Output::Yaml => print!("{}", serde_yaml::to_string(value).unwrap_or_default()),
+        _ => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn compile_offline(file: &Path, output: &Path, version: u64) -> ExitCode {
+    let table = controlplane::load_manifests(file).and_then(|m| controlplane::compile::compile(&m, version));
+    match table {
+        Ok(table) => {
+            let bytes = proto::table::encode(&table);
+            if let Err(e) = controlplane::store::write_durably(output, &bytes) {
+                eprintln!("error: writing {}: {e}", output.display());
+                return ExitCode::from(2);
+            }
+            let routes: usize = table.stages.iter().map(|s| s.routes.len()).sum();
+            println!(
+                "compiled {} stage(s), {routes} route(s), {} bytes -> {}",
+                table.stages.len(),
+                bytes.len(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s); nothing written", errors.len());
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,0 +1,354 @@
+//! The gRPC `Control` service. Protobuf types stop here: requests are converted into
+//! [`State`] operations, and results back into responses.
+//!
+//! Every change runs under one lock, in order: compute the next state (which compiles and
+//! verifies the table), store it durably, then publish the table to every watching data
+//! plane. A change is acknowledged only after it is stored.
+
+use crate::manifest::{self, Manifest, ManifestError};
+use crate::state::{Change, Outcome, Refusal, State};
+use crate::store::Store;
+use proto::grpc;
+use proto::grpc::control_server::Control;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+/// The table every data plane should serve.
+#[derive(Clone)]
+pub struct Published {
+    pub version: u64,
+    pub bytes: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DataplaneInfo {
+    peer: String,
+    connected: bool,
+    last_seen_ms: u64,
+    shards: Vec<(u32, u64)>,
+}
+
+pub struct ControlService {
+    store: Store,
+    state: tokio::sync::Mutex<State>,
+    published: watch::Sender<Published>,
+    dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn to_changes(changes: &[Change]) -> Vec<grpc::Change> {
+    changes
+        .iter()
+        .map(|c| grpc::Change { kind: c.kind.clone(), name: c.name.clone(), action: c.action.clone() })
+        .collect()
+}
+
+fn to_field_errors(errors: &[ManifestError]) -> Vec<grpc::FieldError> {
+    errors
+        .iter()
+        .map(|e| grpc::FieldError {
+            file: e.file.clone(),
+            line: e.line.unwrap_or(0) as u32,
+            path: e.path.clone(),
+            message: e.message.clone(),
+        })
+        .collect()
+}
+
+fn refusal_status(r: Refusal) -> Status {
+    match r {
+        Refusal::NotFound(m) => Status::not_found(m),
+        Refusal::Conflict(m) => Status::failed_precondition(m),
+        Refusal::Invalid(errors) => {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            Status::invalid_argument(lines.join("\n"))
+        }
+    }
+}
+
+const KINDS: [&str; 6] = ["Account", "Api", "Stage", "Domain", "UsagePlan", "ApiKey"];
+
+/// Accepts `api`, `Api`, `apis`: kubectl-style kind names.
+pub fn normalize_kind(kind: &str) -> Option<&'static str> {
+    let k = kind.to_ascii_lowercase();
+    let k = k.strip_suffix('s').unwrap_or(&k);
+    let k = if k == "apikey" || k == "key" { "apikey" } else { k };
+    KINDS.iter().copied().find(|c| c.to_ascii_lowercase() == k)
+}
+
+impl ControlService {
+    /// Loads the stored state and compiles it; the first table is published at once.
+    pub fn open(store: Store) -> Result<ControlService, String> {
+        let state = store.load().map_err(|e| format!("loading state: {e}"))?;
+        let table = state.compile().map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            format!("the stored state does not compile:\n{}", lines.join("\n"))
+        })?;
+        let published = Published { version: state.version, bytes: Arc::new(proto::table::encode(&table)) };
+        let (tx, _) = watch::channel(published);
+        Ok(ControlService {
+            store,
+            state: tokio::sync::Mutex::new(state),
+            published: tx,
+            dataplanes: Arc::default(),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.published.borrow().version
+    }
+
+    /// Stores the outcome, then publishes its table. Holding `state` serializes changes.
+    fn commit(&self, state: &mut State, outcome: &Outcome) -> Result<(), Status> {
+        if outcome.state == *state {
+            return Ok(());
+        }
+        self.store.save(&outcome.state).map_err(|e| Status::internal(format!("storing the change: {e}")))?;
+        *state = outcome.state.clone();
+        if outcome.state.version != self.published.borrow().version {
+            let bytes = Arc::new(proto::table::encode(&outcome.table));
+            self.published.send_replace(Published { version: outcome.state.version, bytes });
+        }
+        Ok(())
+    }
+
+    fn change_response(&self, outcome: &Outcome) -> grpc::ChangeResponse {
+        grpc::ChangeResponse { version: outcome.state.version, changes: to_changes(&outcome.changes) }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<grpc::TableUpdate, Status>> + Send>>;
+
+/// Marks a data plane disconnected when its stream is dropped.
+struct ConnectedGuard {
+    id: String,
+    dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.dataplanes.lock() {
+            if let Some(info) = map.get_mut(&self.id) {
+                info.connected = false;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn apply(&self, req: Request<grpc::ApplyRequest>) -> Result<Response<grpc::ApplyResponse>, Status> {
+        let req = req.into_inner();
+        let mut parsed = Manifest::default();
+        let mut errors = Vec::new();
+        for file in &req.files {
+            manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Ok(Response::new(grpc::ApplyResponse {
+                version: 0,
+                changes: vec![],
+                errors: to_field_errors(&errors),
+            }));
+        }
+        let mut state = self.state.lock().await;
+        let outcome = match state.apply(&parsed, now_ms()) {
+            Ok(outcome) => outcome,
+            Err(Refusal::Invalid(errors)) => {
+                return Ok(Response::new(grpc::ApplyResponse {
+                    version: 0,
+                    changes: vec![],
+                    errors: to_field_errors(&errors),
+                }))
+            }
+            Err(other) => return Err(refusal_status(other)),
+        };
+        if !req.dry_run {
+            self.commit(&mut state, &outcome)?;
+        }
+        let mut changes = to_changes(&outcome.changes);
+        for (name, value) in &outcome.generated_keys {
+            // Shown once: only the hash is stored.
+            changes.push(grpc::Change {
+                kind: "ApiKey".into(),
+                name: name.clone(),
+                action: format!("generated value {value} (shown once)"),
+            });
+        }
+        Ok(Response::new(grpc::ApplyResponse { version: outcome.state.version, changes, errors: vec![] }))
+    }
+
+    async fn get(&self, req: Request<grpc::GetRequest>) -> Result<Response<grpc::GetResponse>, Status> {
+        let req = req.into_inner();
+        let kind = normalize_kind(&req.kind).ok_or_else(|| {
+            Status::invalid_argument(format!("unknown kind '{}'; one of {}", req.kind, KINDS.join(", ")))
+        })?;
+        let state = self.state.lock().await;
+        let objects: Vec<grpc::StoredObject> = state
+            .objects
+            .values()
+            .filter(|o| o.doc.kind() == kind && (req.name.is_empty() || o.doc.name() == req.name))
+            .map(|o| grpc::StoredObject {
+                kind: kind.to_string(),
+                name: o.doc.name(),
+                json: doc_json(&o.doc),
+                summary: o.doc.summary(),
+            })
+            .collect();
+        if !req.name.is_empty() && objects.is_empty() {
+            return Err(Status::not_found(format!("{kind} '{}' not found", req.name)));
+        }
+        Ok(Response::new(grpc::GetResponse { objects }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<grpc::DeleteRequest>,
+    ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        let req = req.into_inner();
+        let kind = normalize_kind(&req.kind)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown kind '{}'", req.kind)))?;
+        let mut state = self.state.lock().await;
+        let outcome = state.delete(kind, &req.name).map_err(refusal_status)?;
+        self.commit(&mut state, &outcome)?;
+        Ok(Response::new(self.change_response(&outcome)))
+    }
+
+    async fn deploy(
+        &self,
+        req: Request<grpc::DeployRequest>,
+    ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        let req = req.into_inner();
+        let mut state = self.state.lock().await;
+        let outcome =
+            state.deploy(&req.api, &req.stage, &req.description, now_ms()).map_err(refusal_status)?;
+        self.commit(&mut state, &outcome)?;
+        Ok(Response::new(self.change_response(&outcome)))
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<grpc::RollbackRequest>,
+    ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        let req = req.into_inner();
+        let to = (!req.to.is_empty()).then_some(req.to.as_str());
+        let mut state = self.state.lock().await;
+        let outcome = state.rollback(&req.api, &req.stage, to).map_err(refusal_status)?;
+        self.commit(&mut state, &outcome)?;
+        Ok(Response::new(self.change_response(&outcome)))
+    }
+
+    async fn list_deployments(
+        &self,
+        req: Request<grpc::ListDeploymentsRequest>,
+    ) -> Result<Response<grpc::ListDeploymentsResponse>, Status> {
+        let req = req.into_inner();
+        let state = self.state.lock().await;
+        let stage_key = format!("{}/{}", req.api, req.stage);
+        let history = state
+            .stage_history
+            .get(&stage_key)
+            .ok_or_else(|| Status::not_found(format!("Stage '{stage_key}' not found")))?;
+        let current = history.last().cloned().unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        let deployments = history
+            .iter()
+            .rev()
+            .filter(|id| seen.insert((*id).clone()))
+            .filter_map(|id| state.deployments.get(id))
+            .map(|d| grpc::Deployment {
+                id: d.id.clone(),
+                api: d.api.clone(),
+                created_at_ms: d.created_at_ms,
+                description: d.description.clone(),
+                current: d.id == current,
+                routes: match &d.source.doc {
+                    crate::state::Document::Api(a) => a.routes.len() as u32,
+                    _ => 0,
+                },
+            })
+            .collect();
+        Ok(Response::new(grpc::ListDeploymentsResponse { deployments }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<grpc::StatusRequest>,
+    ) -> Result<Response<grpc::StatusResponse>, Status> {
+        let map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
+        let dataplanes = map
+            .iter()
+            .map(|(id, info)| grpc::DataplaneStatus {
+                id: id.clone(),
+                peer: info.peer.clone(),
+                connected: info.connected,
+                last_seen_ms: info.last_seen_ms,
+                shards: info
+                    .shards
+                    .iter()
+                    .map(|&(shard, version)| grpc::ShardStatus { shard, version })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(grpc::StatusResponse { version: self.version(), dataplanes }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<grpc::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let req = req.into_inner();
+        if req.dataplane_id.is_empty() {
+            return Err(Status::invalid_argument("dataplane_id is required"));
+        }
+        {
+            let mut map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
+            let info = map.entry(req.dataplane_id.clone()).or_default();
+            info.peer = peer;
+            info.connected = true;
+            info.last_seen_ms = now_ms();
+            if info.shards.len() != req.shards as usize {
+                info.shards = (0..req.shards).map(|s| (s, req.have_version)).collect();
+            }
+        }
+        let guard = ConnectedGuard { id: req.dataplane_id, dataplanes: self.dataplanes.clone() };
+        let have = req.have_version;
+        let updates = tokio_stream::wrappers::WatchStream::new(self.published.subscribe())
+            .filter(move |p| p.version != have)
+            .map(move |p| {
+                let _keep = &guard;
+                Ok(grpc::TableUpdate { version: p.version, table: p.bytes.as_ref().clone() })
+            });
+        Ok(Response::new(Box::pin(updates)))
+    }
+
+    async fn ack(&self, req: Request<grpc::AckRequest>) -> Result<Response<grpc::AckResponse>, Status> {
+        let req = req.into_inner();
+        let mut map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
+        let info = map.entry(req.dataplane_id).or_default();
+        info.last_seen_ms = now_ms();
+        info.shards = req.shards.iter().map(|s| (s.shard, s.version)).collect();
+        Ok(Response::new(grpc::AckResponse {}))
+    }
+}
+
+fn doc_json(doc: &crate::state::Document) -> String {
+    use crate::state::Document;
+    let value = match doc {
+        Document::Account(a) => serde_json::to_value(a),
+        Document::Api(a) => serde_json::to_value(a),
+        Document::Stage(s) => serde_json::to_value(s),
+        Document::Domain(d) => serde_json::to_value(d),
+        Document::UsagePlan(p) => serde_json::to_value(p),
+        Document::ApiKey(k) => serde_json::to_value(k),
+    };
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
