@@ -6,8 +6,8 @@
 //! is ever read.
 
 use crate::state::State;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub struct Store {
@@ -41,22 +41,6 @@ impl Store {
     /// Durably replaces the stored state.
     pub fn save(&self, state: &State) -> io::Result<()> {
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
-        write_durably(&self.path(), &bytes)
+        proto::durable_file::write(&self.path(), &bytes)
     }
-}
-
-/// Writes `bytes` to `path` so that after return it survives a crash, and a crash before return
-/// leaves the previous content: temporary file, fsync, rename, fsync of the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
 }

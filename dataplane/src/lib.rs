@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod conn;
+pub mod control_link;
 mod gateway_response;
 pub mod http1;
 pub mod loaded_table;

@@ -4,7 +4,7 @@ use clap::Parser;
 use dataplane::loaded_table::LoadedTable;
 use dataplane::settings::Settings;
 use dataplane::shard::{self, IoDriver, ShardSpec};
-use dataplane::{admin, stats, sys};
+use dataplane::{admin, control_link, stats, sys};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -31,9 +31,20 @@ struct Cli {
     /// io driver of every shard.
     #[arg(long, value_enum, default_value_t = IoDriver::Auto)]
     io_driver: IoDriver,
-    /// Serve a routing table from this file (compiled by `controlctl compile`).
-    #[arg(long)]
+    /// Serve a routing table from this file (compiled by `controlctl compile`), with no
+    /// control plane.
+    #[arg(long, conflicts_with = "control_plane")]
     table: Option<PathBuf>,
+    /// Receive routing tables from this control plane (e.g. http://127.0.0.1:7000).
+    #[arg(long)]
+    control_plane: Option<String>,
+    /// Where the last table from the control plane is kept, to serve after a restart while
+    /// the control plane is unreachable.
+    #[arg(long, default_value = "dataplane-state")]
+    state_dir: PathBuf,
+    /// This data plane's name in `controlctl status` (default: HOSTNAME:PORT).
+    #[arg(long)]
+    id: Option<String>,
     /// Seconds a client may take to send a request head.
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
@@ -72,6 +83,19 @@ fn run(cli: Cli) -> Result<(), String> {
         ..Settings::default()
     });
     let table = match &cli.table {
+        None if cli.control_plane.is_some() => {
+            std::fs::create_dir_all(&cli.state_dir)
+                .map_err(|e| format!("state dir {}: {e}", cli.state_dir.display()))?;
+            let persisted = control_link::load_persisted(&cli.state_dir);
+            if let Some(t) = &persisted {
+                eprintln!(
+                    "serving persisted table version {} from {} until the control plane answers",
+                    t.get().version,
+                    cli.state_dir.display()
+                );
+            }
+            persisted.map(Arc::new)
+        }
         None => None,
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -110,6 +134,9 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 
     let stopping = Arc::new(AtomicBool::new(false));
+    let (update_senders, update_receivers): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| crossbeam_channel::unbounded()).unzip();
+    let mut update_receivers = update_receivers.into_iter();
     let listener_fds: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
@@ -123,6 +150,7 @@ fn run(cli: Cli) -> Result<(), String> {
             table: table.clone(),
             stats: stats[index].clone(),
             stopping: stopping.clone(),
+            table_updates: update_receivers.next().ok_or("one channel per shard")?,
         };
         let started = started_tx.clone();
         let handle = std::thread::Builder::new()
@@ -155,6 +183,16 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     println!("admin on {admin_addr}");
     println!("listening on {listen_addr}");
+
+    if let Some(url) = cli.control_plane.clone() {
+        let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
+        let publisher = control_link::TablePublisher::new(update_senders, stats.clone(), admin_state.clone());
+        let config = control_link::LinkConfig { url, id, state_dir: cli.state_dir.clone() };
+        std::thread::Builder::new()
+            .name("control-link".into())
+            .spawn(move || control_link::run(config, publisher))
+            .map_err(|e| e.to_string())?;
+    }
 
     std::thread::Builder::new()
         .name("signals".into())
@@ -190,6 +228,12 @@ fn run(cli: Cli) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "dataplane".into())
 }
 
 /// One `SO_REUSEPORT` listener per shard on the same address. A probe bind without

@@ -112,6 +112,8 @@ pub struct ShardSpec {
     pub stats: Arc<ShardStats>,
     /// Set by the signal thread when the process must stop.
     pub stopping: Arc<AtomicBool>,
+    /// New tables from the control-plane link.
+    pub table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
 }
 
 /// Runs a shard to completion on the current thread: picks the driver, serves until the
@@ -178,6 +180,9 @@ where
 async fn serve(spec: ShardSpec) -> io::Result<()> {
     let listen_port = spec.listener.local_addr()?.port();
     let listener = monoio::net::TcpListener::from_std(spec.listener)?;
+    if let Some(t) = &spec.table {
+        spec.stats.table_version.store(t.get().version.to_native(), Ordering::Release);
+    }
     let seed = (Instant::now().elapsed().as_nanos() as u64)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,7 +202,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         listen_port,
         clock: CoarseClock::new(),
     });
-    monoio::spawn(sweep(shard.clone()));
+    monoio::spawn(sweep(shard.clone(), spec.table_updates.clone()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -223,11 +228,13 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     Ok(())
 }
 
-/// Every [`TICK`]: advances the coarse clock and the `Date` header, and closes connections
-/// past their deadline. One timer for the whole shard, instead of one per read.
-async fn sweep(shard: Rc<Shard>) {
+/// Every [`TICK`]: swaps in a new table if one arrived, advances the coarse clock and the
+/// `Date` header, and closes connections past their deadline. One timer for the whole shard,
+/// instead of one per read; the request path never polls anything.
+async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>) {
     loop {
         monoio::time::sleep(TICK).await;
+        swap_table(&shard, &table_updates);
         shard.clock.advance();
         shard.date.borrow_mut().refresh();
         let now = shard.clock.now_ms();
@@ -243,6 +250,16 @@ async fn sweep(shard: Rc<Shard>) {
             return;
         }
     }
+}
+
+/// Takes the newest table waiting, if any. Requests in flight keep the `Arc` of the table they
+/// started on, so the swap is one pointer store and the old table is freed when its last
+/// request ends.
+fn swap_table(shard: &Shard, updates: &crossbeam_channel::Receiver<Arc<LoadedTable>>) {
+    let Some(newest) = updates.try_iter().last() else { return };
+    let version = newest.get().version.to_native();
+    *shard.table.borrow_mut() = Some(newest);
+    shard.stats.table_version.store(version, Ordering::Release);
 }
 
 /// Stops the shard gracefully: idle connections close now, busy ones finish their current

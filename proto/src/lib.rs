@@ -4,7 +4,9 @@
 //! - [`table`]: the compiled routing table (rkyv), its encoding and its one-time validation.
 //! - [`tree`]: builds a stage's route tree from route paths (used by the compiler).
 //! - [`lookup`]: the pure, allocation-free lookup the data plane runs per request.
+//! - [`durable_file`]: crash-safe file replacement, used by both planes.
 
+pub mod durable_file;
 pub mod lookup;
 pub mod table;
 pub mod tree;

@@ -8,4 +8,4 @@ pub mod process;
 
 pub use client::{Client, Response};
 pub use origin::Origin;
-pub use process::{Dataplane, DataplaneOptions};
+pub use process::{ControlPlane, Dataplane, DataplaneOptions};

@@ -87,11 +87,107 @@ pub struct DataplaneOptions {
     pub extra_args: Vec<String>,
     /// Start without a table.
     pub no_table: bool,
+    /// Follow this control plane (with this state dir) instead of a table file.
+    pub control_plane: Option<(String, PathBuf)>,
 }
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
-        DataplaneOptions { shards: 2, extra_args: Vec::new(), no_table: false }
+        DataplaneOptions { shards: 2, extra_args: Vec::new(), no_table: false, control_plane: None }
+    }
+}
+
+/// Reads lines from a child's pipe into a channel.
+fn forward_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits for a line starting with `prefix` and returns the rest.
+fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).ok()?;
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return Some(rest.to_string());
+        }
+    }
+}
+
+/// A running control plane, killed on drop.
+pub struct ControlPlane {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl ControlPlane {
+    pub fn start(data_dir: &Path) -> ControlPlane {
+        let mut child = Command::new(bin("controlplane"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting controlplane");
+        let stdout = forward_lines(child.stdout.take().expect("stdout"));
+        let stderr = forward_lines(child.stderr.take().expect("stderr"));
+        let Some(addr) = wait_line(&stdout, "control plane on ", Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let errors: Vec<String> = stderr.try_iter().collect();
+            panic!("controlplane did not start: {}", errors.join("\n"));
+        };
+        ControlPlane { child, addr: addr.parse().expect("address"), stderr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs controlctl against this control plane; returns (exit code, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["--server".to_string(), self.url()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        controlctl(&refs)
+    }
+
+    /// Writes manifest text to a file and applies it with `--wait`; panics unless it succeeds.
+    pub fn apply(&self, dir: &Path, manifest: &str) -> String {
+        let (code, out, err) = self.apply_result(dir, manifest, true);
+        assert_eq!(code, 0, "apply failed: {err}");
+        out
+    }
+
+    pub fn apply_result(&self, dir: &Path, manifest: &str, wait: bool) -> (i32, String, String) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("apply-{n}.yaml"));
+        std::fs::write(&file, manifest).expect("writing manifest");
+        let path = file.display().to_string();
+        let mut args = vec!["apply", "-f", path.as_str()];
+        if wait {
+            args.push("--wait");
+        }
+        self.ctl(&args)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -121,7 +217,14 @@ impl Dataplane {
             "--io-driver".into(),
             io_driver(),
         ];
-        if !options.no_table {
+        if let Some((url, state_dir)) = &options.control_plane {
+            args.extend([
+                "--control-plane".into(),
+                url.clone(),
+                "--state-dir".into(),
+                state_dir.display().to_string(),
+            ]);
+        } else if !options.no_table {
             let table = compile_table(&dir.0, manifest);
             args.push("--table".into());
             args.push(table.display().to_string());
@@ -133,20 +236,8 @@ impl Dataplane {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting dataplane");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = err_tx.send(line);
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = forward_lines(child.stdout.take().expect("stdout"));
+        let err_rx = forward_lines(child.stderr.take().expect("stderr"));
         let mut addr = None;
         let mut admin = None;
         let deadline = Instant::now() + Duration::from_secs(20);

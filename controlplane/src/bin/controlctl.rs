@@ -496,7 +496,7 @@ fn compile_offline(file: &Path, output: &Path, version: u64) -> ExitCode {
     match table {
         Ok(table) => {
             let bytes = proto::table::encode(&table);
-            if let Err(e) = controlplane::store::write_durably(output, &bytes) {
+            if let Err(e) = proto::durable_file::write(output, &bytes) {
                 eprintln!("error: writing {}: {e}", output.display());
                 return ExitCode::from(2);
             }

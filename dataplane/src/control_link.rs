@@ -1,0 +1,160 @@
+//! The data plane's link to the control plane, on its own thread (off the shards): receive
+//! each table over the `Watch` stream, validate it once, persist it, hand it to every shard,
+//! wait for the shards to swap, and acknowledge per shard. Reconnects with backoff; while the
+//! control plane is away the shards keep serving their last table.
+//!
+//! Protobuf types stay in this module: shards only ever see [`LoadedTable`].
+
+use crate::admin::AdminState;
+use crate::loaded_table::LoadedTable;
+use crate::stats::ShardStats;
+use proto::grpc;
+use proto::grpc::control_client::ControlClient;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Hands new tables to the shards and reads back what they serve.
+pub struct TablePublisher {
+    senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
+    shards: Vec<Arc<ShardStats>>,
+    admin: Arc<AdminState>,
+}
+
+impl TablePublisher {
+    pub fn new(
+        senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
+        shards: Vec<Arc<ShardStats>>,
+        admin: Arc<AdminState>,
+    ) -> Self {
+        TablePublisher { senders, shards, admin }
+    }
+
+    /// Sends the table to every shard; each swaps at its next tick.
+    pub fn publish(&self, table: Arc<LoadedTable>) {
+        let version = table.get().version.to_native();
+        for tx in &self.senders {
+            let _ = tx.send(table.clone());
+        }
+        self.admin.table_version.store(version, Ordering::Relaxed);
+        self.admin.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The version each shard serves.
+    pub fn shard_versions(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.table_version.load(Ordering::Acquire)).collect()
+    }
+}
+
+pub struct LinkConfig {
+    pub url: String,
+    pub id: String,
+    pub state_dir: PathBuf,
+}
+
+/// The persisted table, if a previous run stored one.
+pub fn load_persisted(state_dir: &Path) -> Option<LoadedTable> {
+    let path = state_dir.join("table.bin");
+    let bytes = std::fs::read(&path).ok()?;
+    match LoadedTable::load(&bytes) {
+        Ok(table) => Some(table),
+        Err(e) => {
+            eprintln!("warning: ignoring persisted table {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Runs the link forever on the calling thread.
+pub fn run(config: LinkConfig, publisher: TablePublisher) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: control-plane link: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match session(&config, &publisher).await {
+                Ok(()) => eprintln!("control plane closed the stream; reconnecting"),
+                Err(e) => eprintln!("control plane {}: {e}; retrying in {backoff:?}", config.url),
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+}
+
+async fn session(config: &LinkConfig, publisher: &TablePublisher) -> Result<(), String> {
+    let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
+        .map_err(|e| format!("bad URL: {e}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = ControlClient::new(channel).max_decoding_message_size(256 << 20);
+    let have = publisher.shard_versions().into_iter().min().unwrap_or(0);
+    let request = grpc::WatchRequest {
+        dataplane_id: config.id.clone(),
+        shards: publisher.shards.len() as u32,
+        have_version: have,
+    };
+    let mut stream = client.watch(request).await.map_err(|e| e.message().to_string())?.into_inner();
+    eprintln!("connected to control plane {} as {}", config.url, config.id);
+    ack(&mut client, config, publisher).await?;
+    while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
+        let started = Instant::now();
+        let table = match LoadedTable::load(&update.table) {
+            Ok(table) => Arc::new(table),
+            Err(e) => {
+                // The control plane verifies tables before publishing, so this is a bug or a
+                // corrupted transfer; keep serving the current table.
+                eprintln!("error: refusing table version {}: {e}", update.version);
+                continue;
+            }
+        };
+        if let Err(e) = proto::durable_file::write(&config.state_dir.join("table.bin"), &update.table) {
+            eprintln!("warning: cannot persist table version {}: {e}", update.version);
+        }
+        publisher.publish(table);
+        let version = update.version;
+        // The shards swap at their next tick (at most `shard::TICK` away).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !publisher.shard_versions().iter().all(|v| *v == version) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ack(&mut client, config, publisher).await?;
+        eprintln!(
+            "serving table version {version} ({} ms from receipt to every shard)",
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(())
+}
+
+async fn ack(
+    client: &mut ControlClient<tonic::transport::Channel>,
+    config: &LinkConfig,
+    publisher: &TablePublisher,
+) -> Result<(), String> {
+    let shards = publisher
+        .shard_versions()
+        .into_iter()
+        .enumerate()
+        .map(|(i, version)| grpc::ShardStatus { shard: i as u32, version })
+        .collect();
+    client
+        .ack(grpc::AckRequest { dataplane_id: config.id.clone(), shards })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message().to_string())
+}

@@ -1,0 +1,293 @@
+use gateway_tests::process::TempDir;
+use gateway_tests::{Client, ControlPlane, Dataplane, DataplaneOptions, Origin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An API whose MOCK body carries a version number, plus a proxied route.
+fn versioned(version: u64, origin: std::net::SocketAddr) -> String {
+    format!(
+        r#"kind: Api
+name: shop
+routes:
+  GET /v:
+    integration: {{ type: MOCK, response: {{ body: "v{version}" }} }}
+  GET /items/{{id}}:
+    integration: {{ type: HTTP_PROXY, uri: "http://{origin}/items/{{id}}" }}
+---
+kind: Stage
+api: shop
+name: prod
+---
+kind: Domain
+name: localhost
+mappings:
+  - {{ basePath: "", api: shop, stage: prod }}
+"#
+    )
+}
+
+/// A data plane following `cp`, returned once the control plane lists it as connected (so an
+/// `apply --wait` after this waits for it).
+fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
+    let dp = Dataplane::start_with(
+        "",
+        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = cp.ctl(&["status", "-o", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let port = format!(":{}", dp.addr.port());
+        let connected = status["dataplanes"].as_array().is_some_and(|planes| {
+            planes
+                .iter()
+                .any(|p| p["connected"] == true && p["id"].as_str().is_some_and(|id| id.ends_with(&port)))
+        });
+        if connected {
+            return dp;
+        }
+        assert!(Instant::now() < deadline, "the data plane never connected: {out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn apply_change_delete_reach_the_data_plane() {
+    let work = TempDir::new("cp-apply");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let state = TempDir::new("dp-state");
+    let dp = follower(&cp, &state);
+    let origin = Origin::start();
+    assert_eq!(dp.admin_get("/readyz").0, 503, "no table yet");
+    let out = cp.apply(&work.0, &versioned(1, origin.addr));
+    assert!(out.contains("api/shop created"), "{out}");
+    assert!(out.contains("served by 1 data plane(s)"), "{out}");
+    let mut c = dp.client();
+    assert_eq!(c.get("localhost", "/v").text(), "v1");
+    assert_eq!(c.get("localhost", "/items/3").json()["target"], "/items/3");
+    cp.apply(&work.0, &versioned(2, origin.addr));
+    assert_eq!(c.get("localhost", "/v").text(), "v2", "same keep-alive connection, new table");
+    let (code, out, _) = cp.ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("connected") && out.contains("0:v2 1:v2"), "{out}");
+    let (code, out, _) = cp.ctl(&["delete", "domain", "localhost"]);
+    assert_eq!((code, out.as_str()), (0, "domain/localhost deleted\n"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.get("localhost", "/v").status != 403 {
+        assert!(Instant::now() < deadline, "delete never took effect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        dp.admin_get("/metrics").1.lines().find(|l| l.starts_with("gateway_table_version ")),
+        Some("gateway_table_version 3")
+    );
+}
+
+/// 100 applies while clients keep requesting: no request fails, and every answer comes from a
+/// version that existed, never going backwards on a connection.
+#[test]
+fn a_hundred_applies_under_load_drop_nothing() {
+    let work = TempDir::new("cp-load");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let state = TempDir::new("dp-load");
+    let dp = follower(&cp, &state);
+    let origin = Origin::start();
+    cp.apply(&work.0, &versioned(0, origin.addr));
+    let applied = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for k in 0..4 {
+        let (addr, applied, stop) = (dp.addr, applied.clone(), stop.clone());
+        clients.push(std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let (mut seen, mut requests, mut last) = (0u64, 0u64, 0u64);
+            while !stop.load(SeqCst) {
+                let ceiling = applied.load(SeqCst) + 1;
+                let path = if requests % 2 == 0 { "/v".to_string() } else { format!("/items/{k}") };
+                let r = c.get("localhost", &path);
+                assert_eq!(r.status, 200, "request {requests} on client {k} failed: {}", r.text());
+                if path == "/v" {
+                    let v: u64 = r.text().trim_start_matches('v').parse().unwrap();
+                    assert!(v >= last, "client {k} went back from v{last} to v{v}");
+                    assert!(v <= ceiling, "client {k} saw v{v} before it was applied");
+                    last = v;
+                    seen = seen.max(v);
+                }
+                requests += 1;
+            }
+            (requests, seen)
+        }));
+    }
+    for v in 1..=100u64 {
+        // The version is announced before the apply, so a client may see it the moment it lands.
+        applied.store(v, SeqCst);
+        cp.apply(&work.0, &versioned(v, origin.addr));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, SeqCst);
+    let mut total = 0;
+    for c in clients {
+        let (requests, seen) = c.join().expect("a client failed");
+        assert_eq!(seen, 100, "a client never saw the last version");
+        total += requests;
+    }
+    assert!(total > 400, "only {total} requests ran during 100 applies");
+}
+
+#[test]
+fn a_restarted_data_plane_serves_its_last_table_without_the_control_plane() {
+    let work = TempDir::new("cp-restart");
+    let mut cp = ControlPlane::start(&work.0.join("data"));
+    let state = TempDir::new("dp-restart");
+    let origin = Origin::start();
+    {
+        let dp = follower(&cp, &state);
+        cp.apply(&work.0, &versioned(7, origin.addr));
+        assert_eq!(dp.client().get("localhost", "/v").text(), "v7");
+    }
+    cp.kill9();
+    let options =
+        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() };
+    let dp = Dataplane::start_with("", options);
+    assert_eq!(dp.admin_get("/readyz").0, 200);
+    assert_eq!(dp.client().get("localhost", "/v").text(), "v7");
+    assert!(dp.stderr_lines().iter().any(|l| l.contains("serving persisted table version")));
+}
+
+/// kill -9 the control plane while applies are running: after a restart, every apply that was
+/// acknowledged (controlctl exited 0) is there.
+#[test]
+fn the_control_plane_loses_no_acknowledged_change_on_kill_9() {
+    let work = TempDir::new("cp-kill");
+    let data = work.0.join("data");
+    let mut cp = ControlPlane::start(&data);
+    let url = cp.url();
+    let dir = work.0.clone();
+    let applier = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..200 {
+            let file = dir.join(format!("api-{i}.yaml"));
+            let manifest = format!(
+                "kind: Api\nname: api{i}\nroutes:\n  GET /x: {{ integration: {{ type: MOCK }} }}\n---\nkind: Stage\napi: api{i}\nname: s\n"
+            );
+            std::fs::write(&file, manifest).unwrap();
+            let (code, _, _) = gateway_tests::process::controlctl(&[
+                "--server",
+                &url,
+                "apply",
+                "-f",
+                file.to_str().unwrap(),
+            ]);
+            if code == 0 {
+                acknowledged.push(i);
+            } else {
+                break;
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    cp.kill9();
+    let acknowledged = applier.join().unwrap();
+    assert!(
+        !acknowledged.is_empty() && acknowledged.len() < 200,
+        "kill did not land mid-run: {}",
+        acknowledged.len()
+    );
+    let cp = ControlPlane::start(&data);
+    let (code, out, _) = cp.ctl(&["get", "api", "-o", "json"]);
+    assert_eq!(code, 0);
+    let apis: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: std::collections::HashSet<String> =
+        apis.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect();
+    for i in &acknowledged {
+        assert!(names.contains(&format!("api{i}")), "acknowledged api{i} was lost");
+    }
+    // At most the one in flight when the kill came may also be there.
+    assert!(names.len() <= acknowledged.len() + 1);
+}
+
+#[test]
+fn deploy_and_rollback_move_a_manual_stage() {
+    let work = TempDir::new("cp-deploy");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let state = TempDir::new("dp-deploy");
+    let dp = follower(&cp, &state);
+    let manual = |body: &str| {
+        format!(
+            "kind: Api\nname: app\nroutes:\n  GET /v: {{ integration: {{ type: MOCK, response: {{ body: {body} }} }} }}\n---\nkind: Stage\napi: app\nname: live\nautoDeploy: false\n---\nkind: Domain\nname: localhost\nmappings:\n  - {{ basePath: \"\", api: app, stage: live }}\n"
+        )
+    };
+    cp.apply(&work.0, &manual("one"));
+    let mut c = dp.client();
+    assert_eq!(c.get("localhost", "/v").text(), "one");
+    cp.apply(&work.0, &manual("two"));
+    assert_eq!(c.get("localhost", "/v").text(), "one", "autoDeploy: false keeps the deployment");
+    let (code, out, _) = cp.ctl(&["deploy", "app", "--stage", "live", "--description", "release two"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("stage/app/live deployed "), "{out}");
+    let wait = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut c = dp.client();
+        while c.get("localhost", "/v").text() != want {
+            assert!(Instant::now() < deadline, "never served {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("two");
+    let (_, list, _) = cp.ctl(&["deployments", "app", "--stage", "live"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(list.contains("release two"));
+    let (code, out, _) = cp.ctl(&["rollback", "app", "--stage", "live"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("stage/app/live rolled back to "), "{out}");
+    wait("one");
+    let (code, _, err) = cp.ctl(&["rollback", "app", "--stage", "live"]);
+    assert_eq!((code, err.as_str()), (1, "error: app/live has no earlier deployment\n"));
+}
+
+#[test]
+fn broken_manifests_are_refused_word_for_word() {
+    let work = TempDir::new("cp-broken");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let file = work.0.join("broken.yaml");
+    std::fs::write(
+        &file,
+        "kind: Api\nname: a\nprotocol: SOAP\n---\nkind: Api\nname: b\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://h/{nope}\" }\n  GET /y:\n    integration: { type: MOCK, timeout: 5 minutes }\n---\nkind: Stage\napi: b\nname: bad name\n---\nkind: Widget\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let (code, out, err) = cp.ctl(&["apply", "-f", &f]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "error: {f}:3: protocol: unknown variant `SOAP`, expected one of `REST`, `HTTP`, `WEBSOCKET`\n\
+             error: {f}:17: kind: unknown kind 'Widget'; one of Account, Api, Stage, Domain, UsagePlan, ApiKey\n\
+             2 error(s); nothing applied\n"
+        )
+    );
+    // Syntax is fine, semantics are not: every error, located.
+    std::fs::write(
+        &file,
+        "kind: Api\nname: b\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://h/{nope}\" }\n  GET /y:\n    integration: { type: MOCK, timeout: 5 minutes }\n---\nkind: Stage\napi: b\nname: bad name\n---\nkind: Stage\napi: b\nname: ok\n",
+    )
+    .unwrap();
+    let (code, _, err) = cp.ctl(&["apply", "-f", &f]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: {f}:9: name: use letters, digits, '-' and '_' (at most 128)\n\
+             error: {f}:1: routes[\"GET /x\"].integration.uri: '{{nope}}' is not a path parameter of this route\n\
+             error: {f}:1: routes[\"GET /y\"].integration.timeout: '5 minutes' has no known unit; use ms, s, m or h\n\
+             3 error(s); nothing applied\n"
+        )
+    );
+    let (code, out, _) = cp.ctl(&["get", "api"]);
+    assert_eq!((code, out.as_str()), (0, "KIND   NAME   DETAILS\n"), "nothing was stored");
+    let (code, _, err) = cp.ctl(&["--server", "http://127.0.0.1:1", "get", "api"]);
+    assert_eq!(code, 2, "{err}");
+}
