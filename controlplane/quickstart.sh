@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Quick start: builds the gateway, compiles the example manifest, and runs a data plane on
-# :8080 (admin on :9901) in front of the bench origin on :9000 (the example's backend).
-# Ctrl-C stops everything.
+# Quick start: builds the gateway, starts a control plane (embedded store under
+# target/quickstart/controlplane), a data plane following it on :8080 (admin on :9901), the
+# bench origin on :9000 (the example's backend), and applies controlplane/examples/petstore.yaml.
+# Ctrl-C stops everything; the state stays for the next start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p dataplane -p controlplane -p bench
-bin=target/release
-state=target/quickstart
+bin=$PWD/target/release
+state=$PWD/target/quickstart
 mkdir -p "$state"
-
-"$bin/controlctl" compile -f controlplane/examples/petstore.yaml -o "$state/table.bin"
+control=${CONTROL:-127.0.0.1:7000}
+listen=${LISTEN:-0.0.0.0:8080}
+admin=${ADMIN:-127.0.0.1:9901}
+export CONTROLCTL_SERVER=http://$control
 
 pids=()
 cleanup() {
@@ -19,15 +22,31 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin/origin" --listen 127.0.0.1:9000 &
-pids+=($!)
-"$bin/dataplane" --listen "${LISTEN:-0.0.0.0:8080}" --admin "${ADMIN:-127.0.0.1:9901}" --table "$state/table.bin" &
-pids+=($!)
+wait_port() { # host:port
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
 
+"$bin/origin" --listen 127.0.0.1:9000 >/dev/null &
+pids+=($!)
+"$bin/controlplane" --listen "$control" --data-dir "$state/controlplane" &
+pids+=($!)
+wait_port "$control"
+"$bin/dataplane" --listen "$listen" --admin "$admin" --control-plane "http://$control" \
+  --state-dir "$state/dataplane" &
+pids+=($!)
+wait_port "$admin"
+# Let the data plane register, so --wait waits for it.
 for _ in $(seq 1 100); do
-  curl -fsS "http://${ADMIN:-127.0.0.1:9901}/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
+  "$bin/controlctl" status | grep -q connected && break
+  sleep 0.05
 done
+"$bin/controlctl" apply -f controlplane/examples/petstore.yaml --wait
+
 cat <<TXT
 
 The gateway is up. Try:
@@ -35,7 +54,9 @@ The gateway is up. Try:
   curl -i http://localhost:8080/pets            # HTTP_PROXY to the origin on :9000
   curl -i http://localhost:8080/pets/42
   curl -i http://localhost:8080/nope            # 403 Missing Authentication Token
-  curl -s http://127.0.0.1:9901/metrics
+  $bin/controlctl status                         # version per data plane and shard
+  $bin/controlctl get api
+  curl -s http://$admin/metrics
 Ctrl-C to stop.
 TXT
 wait

@@ -40,10 +40,11 @@ struct Errors {
 
 impl Errors {
     fn at<T>(&mut self, doc: &Located<T>, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
         self.list.push(ManifestError {
             file: doc.file.clone(),
-            line: Some(doc.line),
-            path: path.into(),
+            line: Some(doc.line_of(&path)),
+            path,
             message: message.into(),
         });
     }
@@ -472,21 +473,21 @@ mod tests {
         let stage = "---\nkind: Stage\napi: a\nname: s\n";
         assert_eq!(
             errors(&format!("{api}{stage}")),
-            vec!["m.yaml:1: routes[\"GET /x\"].integration.uri: stage variable 'nope' is not set on this stage"]
+            vec!["m.yaml:5: routes[\"GET /x\"].integration.uri: stage variable 'nope' is not set on this stage"]
         );
         assert_eq!(
             errors("kind: Api\nname: a\nroutez: {}\n"),
-            vec!["m.yaml:3: unknown field `routez`, expected one of `kind`, `name`, `protocol`, `routes`"]
+            vec!["m.yaml:3: unknown field `routez`, expected one of `kind`, `name`, `protocol`, `routes`; did you mean `routes`?"]
         );
         assert_eq!(errors("kind: Gateway\n"), vec!["m.yaml:1: kind: unknown kind 'Gateway'; one of Account, Api, Stage, Domain, UsagePlan, ApiKey"]);
-        assert_eq!(errors("kind: Stage\napi: nope\nname: s\n"), vec!["m.yaml:1: api: no Api named 'nope'"]);
+        assert_eq!(errors("kind: Stage\napi: nope\nname: s\n"), vec!["m.yaml:2: api: no Api named 'nope'"]);
         let bad_routes = "kind: Api\nname: a\nroutes:\n  FETCH /x: { integration: { type: MOCK } }\n  GET /{p+}/x: { integration: { type: MOCK } }\n  GET /y: { integration: { type: HTTP, uri: \"https://h/\" } }\n---\nkind: Stage\napi: a\nname: s\n";
         assert_eq!(
             errors(bad_routes),
             vec![
-                "m.yaml:1: routes[\"FETCH /x\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
-                "m.yaml:1: routes[\"GET /y\"].integration.uri: 'https://h/': https upstreams are not supported yet; use http://",
-                "m.yaml:1: routes[\"GET /{p+}/x\"]: a greedy '{name+}' segment must be the last",
+                "m.yaml:4: routes[\"FETCH /x\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
+                "m.yaml:6: routes[\"GET /y\"].integration.uri: 'https://h/': https upstreams are not supported yet; use http://",
+                "m.yaml:5: routes[\"GET /{p+}/x\"]: a greedy '{name+}' segment must be the last",
             ]
         );
     }

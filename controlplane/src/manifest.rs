@@ -52,6 +52,100 @@ pub struct Located<T> {
     /// Line of the document's first line.
     pub line: usize,
     pub value: T,
+    /// The document's text when it was parsed in this run, to locate a field's own line.
+    pub source: Option<std::sync::Arc<str>>,
+}
+
+impl<T> Located<T> {
+    /// The file line of the field at `path` (`routes["GET /x"].integration.uri`), as near as the
+    /// text allows; the document's first line when the text is not at hand.
+    pub fn line_of(&self, path: &str) -> usize {
+        match &self.source {
+            Some(text) => self.line + locate(text, path),
+            None => self.line,
+        }
+    }
+}
+
+/// Splits `routes["GET /x"].integration.uri` into `routes`, `GET /x`, `integration`, `uri`.
+fn path_segments(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix("[\"") {
+            let end = inner.find("\"]").unwrap_or(inner.len());
+            out.push(&inner[..end]);
+            rest = inner.get(end + 2..).unwrap_or("");
+        } else if let Some(inner) = rest.strip_prefix('[') {
+            // A list index: the line search cannot count items, so it is skipped.
+            let end = inner.find(']').unwrap_or(inner.len());
+            rest = inner.get(end + 1..).unwrap_or("");
+        } else {
+            let rest_trim = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest_trim.find(['.', '[']).unwrap_or(rest_trim.len());
+            out.push(&rest_trim[..end]);
+            rest = &rest_trim[end..];
+        }
+    }
+    out
+}
+
+/// The 0-based line within a document where the field at `path` is written: each segment is
+/// searched as a key (`name:`, `"GET /x":`) from the line of the previous one.
+fn locate(text: &str, path: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut cursor = 0;
+    for segment in path_segments(path) {
+        let keys = [format!("{segment}:"), format!("\"{segment}\":"), format!("'{segment}':")];
+        let found = (cursor..lines.len()).find(|&i| {
+            let line = lines[i];
+            keys.iter().any(|k| {
+                line.match_indices(k.as_str())
+                    .any(|(at, _)| at == 0 || matches!(line.as_bytes()[at - 1], b' ' | b'{' | b',' | b'\t'))
+            })
+        });
+        match found {
+            Some(i) => cursor = i,
+            None => break,
+        }
+    }
+    cursor
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    candidates
+        .map(|c| (distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Adds "did you mean" to serde's unknown field and variant messages.
+fn suggest(message: &str) -> String {
+    for prefix in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = message.strip_prefix(prefix) else { continue };
+        let Some((word, tail)) = rest.split_once('`') else { continue };
+        let candidates = tail.split('`').skip(1).step_by(2);
+        if let Some(best) = nearest(word, candidates) {
+            return format!("{message}; did you mean `{best}`?");
+        }
+    }
+    message.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -315,16 +409,37 @@ fn yaml_error(file: &str, first_line: usize, err: &serde_yaml::Error) -> Manifes
     if let Some(at) = text.rfind(" at line ") {
         text.truncate(at);
     }
+    // serde's own phrases, which start a message that has no path in front.
+    const PHRASES: [&str; 7] = [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown field",
+        "unknown variant",
+        "missing field",
+        "duplicate field",
+    ];
     let (path, message) = match text.split_once(": ") {
-        Some((path, message)) if !path.contains(' ') => (path.to_string(), message.to_string()),
-        _ => (String::new(), text),
+        Some((path, message)) if !PHRASES.iter().any(|p| path.starts_with(p)) => {
+            (route_path_style(path), suggest(message))
+        }
+        _ => (String::new(), suggest(&text)),
     };
     ManifestError { file: file.to_string(), line, path, message }
+}
+
+/// Rewrites serde's `routes.GET /x.integration` into this project's `routes["GET /x"].integration`.
+fn route_path_style(path: &str) -> String {
+    let Some(rest) = path.strip_prefix("routes.") else { return path.to_string() };
+    let fields = [".integration", ".throttle", ".cache", ".apiKeyRequired"];
+    let end = fields.iter().filter_map(|f| rest.find(f)).min().unwrap_or(rest.len());
+    format!("routes[\"{}\"]{}", &rest[..end], &rest[end..])
 }
 
 /// Parses one file's text into `manifest`, appending every error found to `errors`.
 pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) {
     for (line, doc) in documents(text) {
+        let source: Option<std::sync::Arc<str>> = Some(doc.as_str().into());
         let kind = match serde_yaml::from_str::<KindOnly>(&doc) {
             Ok(KindOnly { kind: Some(kind) }) => kind,
             Ok(KindOnly { kind: None }) => {
@@ -344,7 +459,9 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
         macro_rules! push {
             ($field:expr, $ty:ty) => {
                 match serde_yaml::from_str::<$ty>(&doc) {
-                    Ok(value) => $field.push(Located { file: file.to_string(), line, value }),
+                    Ok(value) => {
+                        $field.push(Located { file: file.to_string(), line, value, source: source.clone() })
+                    }
                     Err(e) => errors.push(yaml_error(file, line, &e)),
                 }
             };
@@ -360,7 +477,8 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
                             message: "a second Account; there is one per gateway".into(),
                         });
                     }
-                    manifest.account = Some(Located { file: file.to_string(), line, value });
+                    manifest.account =
+                        Some(Located { file: file.to_string(), line, value, source: source.clone() });
                 }
                 Err(e) => errors.push(yaml_error(file, line, &e)),
             },

@@ -80,11 +80,20 @@ impl Document {
 }
 
 /// Where an object was last applied from, for error messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredObject {
     pub file: String,
     pub line: usize,
     pub doc: Document,
+    /// The document's text, while it is being applied (to locate errors to a line); not stored.
+    #[serde(skip)]
+    pub source: Option<std::sync::Arc<str>>,
+}
+
+impl PartialEq for StoredObject {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.file, self.line, &self.doc) == (&other.file, other.line, &other.doc)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +146,7 @@ pub struct Outcome {
 }
 
 fn located<T>(obj: &StoredObject, value: T) -> Located<T> {
-    Located { file: obj.file.clone(), line: obj.line, value }
+    Located { file: obj.file.clone(), line: obj.line, value, source: obj.source.clone() }
 }
 
 fn key(kind: &str, name: &str) -> String {
@@ -176,8 +185,12 @@ impl State {
             let Some(d) = self.deployments.get(id) else { continue };
             let Document::Api(api) = &d.source.doc else { continue };
             if let Some((api_name, stage_name)) = stage.split_once('/') {
-                let located =
-                    Located { file: d.source.file.clone(), line: d.source.line, value: api.clone() };
+                let located = Located {
+                    file: d.source.file.clone(),
+                    line: d.source.line,
+                    value: api.clone(),
+                    source: d.source.source.clone(),
+                };
                 deployed.insert((api_name.to_string(), stage_name.to_string()), located);
             }
         }
@@ -197,21 +210,23 @@ impl State {
         let mut changes = Vec::new();
         let mut generated_keys = Vec::new();
         let mut incoming: Vec<StoredObject> = Vec::new();
-        let stored = |file: &str, line: usize, doc: Document| StoredObject { file: file.into(), line, doc };
+        fn stored<T>(from: &Located<T>, doc: Document) -> StoredObject {
+            StoredObject { file: from.file.clone(), line: from.line, doc, source: from.source.clone() }
+        }
         if let Some(a) = &manifest.account {
-            incoming.push(stored(&a.file, a.line, Document::Account(a.value.clone())));
+            incoming.push(stored(a, Document::Account(a.value.clone())));
         }
         for a in &manifest.apis {
-            incoming.push(stored(&a.file, a.line, Document::Api(a.value.clone())));
+            incoming.push(stored(a, Document::Api(a.value.clone())));
         }
         for s in &manifest.stages {
-            incoming.push(stored(&s.file, s.line, Document::Stage(s.value.clone())));
+            incoming.push(stored(s, Document::Stage(s.value.clone())));
         }
         for d in &manifest.domains {
-            incoming.push(stored(&d.file, d.line, Document::Domain(d.value.clone())));
+            incoming.push(stored(d, Document::Domain(d.value.clone())));
         }
         for p in &manifest.usage_plans {
-            incoming.push(stored(&p.file, p.line, Document::UsagePlan(p.value.clone())));
+            incoming.push(stored(p, Document::UsagePlan(p.value.clone())));
         }
         for k in &manifest.api_keys {
             let mut key_doc = k.value.clone();
@@ -229,7 +244,7 @@ impl State {
                     }
                 },
             };
-            incoming.push(stored(&k.file, k.line, Document::ApiKey(key_doc)));
+            incoming.push(stored(k, Document::ApiKey(key_doc)));
         }
 
         let mut changed_apis: Vec<String> = Vec::new();
@@ -469,7 +484,7 @@ mod tests {
         assert!(s2.delete("Api", "a").is_ok());
         let bad = manifest("kind: Stage\napi: missing\nname: s\n");
         match State::default().apply(&bad, 1) {
-            Err(Refusal::Invalid(e)) => assert_eq!(e[0].to_string(), "m.yaml:1: api: no Api named 'missing'"),
+            Err(Refusal::Invalid(e)) => assert_eq!(e[0].to_string(), "m.yaml:2: api: no Api named 'missing'"),
             _ => panic!("accepted"),
         }
     }

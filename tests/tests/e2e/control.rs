@@ -280,10 +280,22 @@ fn broken_manifests_are_refused_word_for_word() {
     assert_eq!(
         err,
         format!(
-            "error: {f}:9: name: use letters, digits, '-' and '_' (at most 128)\n\
-             error: {f}:1: routes[\"GET /x\"].integration.uri: '{{nope}}' is not a path parameter of this route\n\
-             error: {f}:1: routes[\"GET /y\"].integration.timeout: '5 minutes' has no known unit; use ms, s, m or h\n\
+            "error: {f}:11: name: use letters, digits, '-' and '_' (at most 128)\n\
+             error: {f}:5: routes[\"GET /x\"].integration.uri: '{{nope}}' is not a path parameter of this route\n\
+             error: {f}:7: routes[\"GET /y\"].integration.timeout: '5 minutes' has no known unit; use ms, s, m or h\n\
              3 error(s); nothing applied\n"
+        )
+    );
+    // A misspelt key is named, with the key it probably meant.
+    std::fs::write(&file, "kind: Api\nname: c\nroutes:\n  GET /x:\n    integraton: { type: MOCK }\n")
+        .unwrap();
+    let (code, _, err) = cp.ctl(&["apply", "-f", &f]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: {f}:5: routes[\"GET /x\"]: unknown field `integraton`, expected one of `integration`, `throttle`, `cache`, \
+             `apiKeyRequired`; did you mean `integration`?\n1 error(s); nothing applied\n"
         )
     );
     let (code, out, _) = cp.ctl(&["get", "api"]);
