@@ -91,6 +91,11 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// API keys: create (the value is shown once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Validate manifests and compile them into a routing table file, offline (for
     /// `dataplane --table FILE`).
     Compile {
@@ -101,6 +106,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         version: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; without --value one is generated and printed once.
+    Create {
+        name: String,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// List keys (never their values: only hashes are stored).
+    List,
+    /// Revoke (delete) a key; it stops working with the next table.
+    Revoke { name: String },
 }
 
 /// Why a command failed, and so its exit code.
@@ -330,8 +351,47 @@ async fn run(command: Command, server: String) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Keys { action } => keys(&server, action).await,
         Command::Compile { .. } => unreachable!("handled before connecting"),
     }
+}
+
+async fn keys(server: &str, action: KeysAction) -> Result<(), Failure> {
+    let mut client = connect(server).await?;
+    match action {
+        KeysAction::Create { name, plan, value } => {
+            // Through apply, so a key goes through the same validation and store as manifests.
+            let mut doc = serde_json::json!({ "kind": "ApiKey", "name": name });
+            if let Some(plan) = plan {
+                doc["plan"] = plan.into();
+            }
+            if let Some(value) = value {
+                doc["value"] = value.into();
+            }
+            let content = serde_yaml::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
+            let files = vec![grpc::ManifestFile { name: "controlctl keys create".into(), content }];
+            let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
+            if !resp.errors.is_empty() {
+                return Err(Failure::Refused(format_errors(&resp.errors)));
+            }
+            print_changes(&resp.changes, "");
+        }
+        KeysAction::List => {
+            let objects = client
+                .get(grpc::GetRequest { kind: "ApiKey".into(), name: String::new() })
+                .await?
+                .into_inner()
+                .objects;
+            let rows: Vec<Vec<String>> =
+                objects.iter().map(|o| vec![o.name.clone(), o.summary.clone()]).collect();
+            print_table(&["KEY", "DETAILS"], &rows);
+        }
+        KeysAction::Revoke { name } => {
+            let resp = client.delete(grpc::DeleteRequest { kind: "ApiKey".into(), name }).await?.into_inner();
+            print_changes(&resp.changes, "");
+        }
+    }
+    Ok(())
 }
 
 /// Waits until every connected data plane reports every shard at `version` or later.

@@ -303,3 +303,28 @@ fn broken_manifests_are_refused_word_for_word() {
     let (code, _, err) = cp.ctl(&["--server", "http://127.0.0.1:1", "get", "api"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn api_keys_are_shown_once_and_stored_hashed() {
+    let work = TempDir::new("cp-keys");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let (code, out, err) = cp.ctl(&["keys", "create", "bob", "--plan", "basic"]);
+    assert_eq!(code, 0, "{err}");
+    let value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("apikey/bob generated value "))
+        .and_then(|rest| rest.strip_suffix(" (shown once)"))
+        .unwrap_or_else(|| panic!("no generated value in {out:?}"))
+        .to_string();
+    assert_eq!(value.len(), 40);
+    let (_, listed, _) = cp.ctl(&["keys", "list"]);
+    assert!(listed.contains("bob") && listed.contains("plan=basic") && !listed.contains(&value), "{listed}");
+    let (_, json, _) = cp.ctl(&["get", "apikey", "bob", "-o", "json"]);
+    assert!(json.contains("sha256:") && !json.contains(&value), "{json}");
+    let stored = std::fs::read_to_string(work.0.join("data/state.json")).unwrap();
+    assert!(!stored.contains(&value), "the key value reached the disk");
+    let (code, out, _) = cp.ctl(&["keys", "revoke", "bob"]);
+    assert_eq!((code, out.as_str()), (0, "apikey/bob deleted\n"));
+    let (code, _, err) = cp.ctl(&["keys", "revoke", "bob"]);
+    assert_eq!((code, err.as_str()), (1, "error: ApiKey 'bob' not found\n"));
+}
