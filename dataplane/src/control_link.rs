@@ -20,6 +20,10 @@ pub struct TablePublisher {
     senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
     shards: Vec<Arc<ShardStats>>,
     admin: Arc<AdminState>,
+    /// The table last published. Holding it means the previous table's last reference is
+    /// dropped here, off the shards, once they have swapped (freeing a large table takes
+    /// time a shard should spend on requests).
+    current: Option<Arc<LoadedTable>>,
 }
 
 impl TablePublisher {
@@ -28,17 +32,20 @@ impl TablePublisher {
         shards: Vec<Arc<ShardStats>>,
         admin: Arc<AdminState>,
     ) -> Self {
-        TablePublisher { senders, shards, admin }
+        TablePublisher { senders, shards, admin, current: None }
     }
 
-    /// Sends the table to every shard; each swaps at its next tick.
-    pub fn publish(&self, table: Arc<LoadedTable>) {
+    /// Sends the table to every shard; each swaps at its next tick. Returns the table it
+    /// replaces, to be dropped once the shards have swapped.
+    #[must_use = "drop the retired table after the shards swapped, not before"]
+    pub fn publish(&mut self, table: Arc<LoadedTable>) -> Option<Arc<LoadedTable>> {
         let version = table.get().version.to_native();
         for tx in &self.senders {
             let _ = tx.send(table.clone());
         }
         self.admin.table_version.store(version, Ordering::Relaxed);
         self.admin.ready.store(true, Ordering::Relaxed);
+        self.current.replace(table)
     }
 
     /// The version each shard serves.
@@ -67,7 +74,7 @@ pub fn load_persisted(state_dir: &Path) -> Option<LoadedTable> {
 }
 
 /// Runs the link forever on the calling thread.
-pub fn run(config: LinkConfig, publisher: TablePublisher) {
+pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -79,7 +86,7 @@ pub fn run(config: LinkConfig, publisher: TablePublisher) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            match session(&config, &publisher).await {
+            match session(&config, &mut publisher).await {
                 Ok(()) => eprintln!("control plane closed the stream; reconnecting"),
                 Err(e) => eprintln!("control plane {}: {e}; retrying in {backoff:?}", config.url),
             }
@@ -92,7 +99,7 @@ pub fn run(config: LinkConfig, publisher: TablePublisher) {
     });
 }
 
-async fn session(config: &LinkConfig, publisher: &TablePublisher) -> Result<(), String> {
+async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<(), String> {
     let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
         .map_err(|e| format!("bad URL: {e}"))?
         .connect_timeout(Duration::from_secs(3))
@@ -125,13 +132,14 @@ async fn session(config: &LinkConfig, publisher: &TablePublisher) -> Result<(), 
         if let Err(e) = proto::durable_file::write(&config.state_dir.join("table.bin"), &update.table) {
             eprintln!("warning: cannot persist table version {}: {e}", update.version);
         }
-        publisher.publish(table);
+        let retired = publisher.publish(table);
         let version = update.version;
         // The shards swap at their next tick (at most `shard::TICK` away).
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && !publisher.shard_versions().iter().all(|v| *v == version) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        drop(retired);
         ack(&mut client, config, publisher).await?;
         eprintln!(
             "serving table version {version} ({} ms from receipt to every shard)",

@@ -257,9 +257,13 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
 /// request ends.
 fn swap_table(shard: &Shard, updates: &crossbeam_channel::Receiver<Arc<LoadedTable>>) {
     let Some(newest) = updates.try_iter().last() else { return };
+    let started = Instant::now();
     let version = newest.get().version.to_native();
-    *shard.table.borrow_mut() = Some(newest);
+    let old = shard.table.borrow_mut().replace(newest);
+    drop(old);
     shard.stats.table_version.store(version, Ordering::Release);
+    let took = started.elapsed().as_nanos() as u64;
+    shard.stats.table_swap_max_ns.fetch_max(took, Ordering::Relaxed);
 }
 
 /// Stops the shard gracefully: idle connections close now, busy ones finish their current

@@ -17,6 +17,8 @@ pub struct ShardStats {
     pub upstream_opened: AtomicU64,
     /// Version of the routing table this shard serves (0: none yet).
     pub table_version: AtomicU64,
+    /// Longest table swap so far, in nanoseconds.
+    pub table_swap_max_ns: AtomicU64,
     /// The io driver this shard runs, once it has started.
     pub driver: OnceLock<&'static str>,
     pub cpu: OnceLock<Option<usize>>,

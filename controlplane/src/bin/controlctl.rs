@@ -400,7 +400,8 @@ async fn wait_for(
     version: u64,
     timeout: Duration,
 ) -> Result<(), Failure> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         let status = client.status(grpc::StatusRequest {}).await?.into_inner();
         let connected: Vec<&grpc::DataplaneStatus> =
@@ -411,7 +412,11 @@ async fn wait_for(
             .map(|d| d.id.clone())
             .collect();
         if behind.is_empty() {
-            println!("version {version} served by {} data plane(s)", connected.len());
+            println!(
+                "version {version} served by {} data plane(s) after {} ms",
+                connected.len(),
+                started.elapsed().as_millis()
+            );
             return Ok(());
         }
         if Instant::now() > deadline {
