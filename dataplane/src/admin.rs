@@ -93,6 +93,12 @@ fn metrics(state: &AdminState) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", read(shard));
         }
     }
+    let _ = writeln!(out, "# HELP gateway_table_swap_max_seconds Longest routing-table swap on each shard.");
+    let _ = writeln!(out, "# TYPE gateway_table_swap_max_seconds gauge");
+    for (i, shard) in state.shards.iter().enumerate() {
+        let ns = shard.table_swap_max_ns.load(Relaxed);
+        let _ = writeln!(out, "gateway_table_swap_max_seconds{{shard=\"{i}\"}} {:.9}", ns as f64 / 1e9);
+    }
     let (reused, opened) = state
         .shards
         .iter()
