@@ -30,16 +30,14 @@ fn table(n: usize) -> TableBytes {
             integration: Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] }),
         });
     }
-    let proto::tree::RouteTree { nodes, edges } = tree.finish();
     let stage = Stage {
         id: 1,
         api: "api".into(),
         name: "prod".into(),
         protocol: Protocol::Rest,
         variables: vec![],
-        nodes,
-        edges,
-        routes,
+        routes: tree.finish(routes),
+        canary: None,
     };
     let t = Table {
         version: 1,
@@ -78,7 +76,12 @@ fn lookup(c: &mut Criterion) {
                 k += 1;
                 let m = find_stage(t, black_box("api.example.com"), path).unwrap();
                 let mut caps = Captures::default();
-                black_box(find_route(&t.stages[m.stage as usize], Some(Method::Get), m.path, &mut caps))
+                black_box(find_route(
+                    &t.stages[m.stage as usize].routes,
+                    Some(Method::Get),
+                    m.path,
+                    &mut caps,
+                ))
             })
         });
     }

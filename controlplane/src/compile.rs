@@ -59,15 +59,20 @@ fn valid_name(name: &str) -> bool {
 /// Compiles the manifest into the table with the given version, or returns every error.
 /// Every stage serves its API's definition as written in the manifest.
 pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestError>> {
-    compile_deployed(manifest, version, &HashMap::new())
+    compile_deployed(manifest, version, &HashMap::new(), &HashMap::new())
 }
 
-/// Like [`compile`], but a stage listed in `deployed` (by `(api, stage)`) serves that API
-/// definition (its deployment's snapshot) instead of the current one.
+/// API definitions from deployments, by `(api, stage)`.
+pub type DeployedApis = HashMap<(String, String), Located<manifest::Api>>;
+
+/// Like [`compile`], but a stage listed in `deployed` serves that API definition (its
+/// deployment's snapshot) instead of the current one, and a stage's canary serves the one in
+/// `canaries`.
 pub fn compile_deployed(
     manifest: &Manifest,
     version: u64,
-    deployed: &HashMap<(String, String), Located<manifest::Api>>,
+    deployed: &DeployedApis,
+    canaries: &DeployedApis,
 ) -> Result<Table, Vec<ManifestError>> {
     let mut errors = Errors { list: Vec::new() };
 
@@ -98,13 +103,14 @@ pub fn compile_deployed(
             errors.at(doc, "api", format!("no Api named '{}'", s.api));
             continue;
         };
-        let api = deployed.get(&(live.value.name.clone(), s.name.clone())).unwrap_or(live);
+        let key = (live.value.name.clone(), s.name.clone());
+        let api = deployed.get(&key).unwrap_or(live);
         let key = (api.value.name.to_ascii_lowercase(), s.name.clone());
         if stage_index.contains_key(&key) {
             errors.at(doc, "name", format!("a second Stage '{}' for Api '{}'", s.name, s.api));
             continue;
         }
-        if let Some(stage) = compile_stage(api, doc, &mut upstreams, &mut errors) {
+        if let Some(stage) = compile_stage(api, doc, canaries.get(&key), &mut upstreams, &mut errors) {
             stage_index.insert(key, stages.len() as u32);
             stages.push(stage);
         }
@@ -176,25 +182,92 @@ pub fn compile_deployed(
 fn compile_stage(
     api: &Located<manifest::Api>,
     doc: &Located<manifest::Stage>,
+    canary_api: Option<&Located<manifest::Api>>,
     upstreams: &mut Vec<Upstream>,
     errors: &mut Errors,
 ) -> Option<Stage> {
     let s = &doc.value;
     let before = errors.list.len();
-    for (name, value) in &s.variables {
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            errors.at(doc, format!("variables.{name}"), "a name of letters, digits and '_' (at most 64)");
-        }
-        if value.len() > 512 {
-            errors.at(doc, format!("variables.{name}"), "at most 512 characters");
-        }
-    }
+    check_variables(doc, "variables", &s.variables, errors);
     let protocol = match api.value.protocol {
         manifest::Protocol::Rest => table::Protocol::Rest,
         manifest::Protocol::Http => table::Protocol::Http,
         manifest::Protocol::Websocket => table::Protocol::WebSocket,
     };
+    let routes = compile_routes(api, &s.name, &s.variables, upstreams, errors);
+    let canary = match (&s.canary, canary_api) {
+        (None, _) => None,
+        (Some(c), None) => {
+            errors.at(
+                doc,
+                "canary.deployment",
+                format!(
+                    "'{}' is not a deployment of Api '{}' (see controlctl deployments; offline compile has none)",
+                    c.deployment, s.api
+                ),
+            );
+            None
+        }
+        (Some(c), Some(canary_api)) => {
+            check_variables(doc, "canary.variables", &c.variables, errors);
+            if !(0.0..=100.0).contains(&c.percent) {
+                errors.at(doc, "canary.percent", "a share of traffic between 0 and 100");
+            }
+            // The canary sees the stage's variables with its own overrides on top.
+            let mut variables = s.variables.clone();
+            variables.extend(c.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+            compile_routes(canary_api, &s.name, &variables, upstreams, errors).map(|routes| table::Canary {
+                percent_per_million: (c.percent * 10_000.0).round() as u32,
+                deployment: c.deployment.clone(),
+                variables: to_variables(&variables),
+                routes,
+            })
+        }
+    };
+    if errors.list.len() != before {
+        return None;
+    }
+    Some(Stage {
+        id: stable_id(&[&api.value.name, &s.name]),
+        api: api.value.name.clone(),
+        name: s.name.clone(),
+        protocol,
+        variables: to_variables(&s.variables),
+        routes: routes?,
+        canary,
+    })
+}
+
+fn to_variables(variables: &BTreeMap<String, String>) -> Vec<Variable> {
+    variables.iter().map(|(n, v)| Variable { name: n.clone(), value: v.clone() }).collect()
+}
+
+fn check_variables<T>(
+    doc: &Located<T>,
+    field: &str,
+    variables: &BTreeMap<String, String>,
+    errors: &mut Errors,
+) {
+    for (name, value) in variables {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            errors.at(doc, format!("{field}.{name}"), "a name of letters, digits and '_' (at most 64)");
+        }
+        if value.len() > 512 {
+            errors.at(doc, format!("{field}.{name}"), "at most 512 characters");
+        }
+    }
+}
+
+/// One API definition's routes as a stage with these variables serves them.
+fn compile_routes(
+    api: &Located<manifest::Api>,
+    stage: &str,
+    variables: &BTreeMap<String, String>,
+    upstreams: &mut Vec<Upstream>,
+    errors: &mut Errors,
+) -> Option<table::RouteSet> {
+    let before = errors.list.len();
     let mut tree = TreeBuilder::default();
     let mut routes = Vec::new();
     for (key, route) in &api.value.routes {
@@ -221,7 +294,7 @@ fn compile_stage(
             }
         };
         let params = param_names(&segments);
-        let integration = match compile_integration(&route.integration, &params, &s.variables, upstreams) {
+        let integration = match compile_integration(&route.integration, &params, variables, upstreams) {
             Ok(integration) => integration,
             Err((field, message)) => {
                 errors.at(api, format!("{path}.integration{field}"), message);
@@ -233,27 +306,14 @@ fn compile_stage(
             continue;
         }
         routes.push(Route {
-            id: stable_id(&[&api.value.name, &s.name, key]),
+            id: stable_id(&[&api.value.name, stage, key]),
             key: key.clone(),
             resource: resource.to_string(),
             params,
             integration,
         });
     }
-    if errors.list.len() != before {
-        return None;
-    }
-    let proto::tree::RouteTree { nodes, edges } = tree.finish();
-    Some(Stage {
-        id: stable_id(&[&api.value.name, &s.name]),
-        api: api.value.name.clone(),
-        name: s.name.clone(),
-        protocol,
-        variables: s.variables.iter().map(|(n, v)| Variable { name: n.clone(), value: v.clone() }).collect(),
-        nodes,
-        edges,
-        routes,
-    })
+    (errors.list.len() == before).then(|| tree.finish(routes))
 }
 
 type FieldError = (String, String);
@@ -454,9 +514,9 @@ mod tests {
         assert_eq!(table.stages.len(), 1);
         let stage = &table.stages[0];
         assert_eq!((stage.api.as_str(), stage.name.as_str()), ("petstore", "prod"));
-        assert_eq!(stage.routes.len(), 5);
+        assert_eq!(stage.routes.routes.len(), 5);
         assert_eq!(table.upstreams, vec![Upstream { host: "127.0.0.1".into(), port: 9000 }]);
-        let by_pet = stage.routes.iter().find(|r| r.key == "GET /pets/{petId}").unwrap();
+        let by_pet = stage.routes.routes.iter().find(|r| r.key == "GET /pets/{petId}").unwrap();
         let Integration::Http(http) = &by_pet.integration else { panic!("not http") };
         assert_eq!(http.path, vec![UriPart::Literal("/pets/".into()), UriPart::Param(0)]);
         assert_eq!(http.timeout_ms, 29_000);
@@ -464,7 +524,7 @@ mod tests {
         // Same manifest, same ids: per-shard state survives recompilation.
         let again = compile(&parse("petstore.yaml", PETSTORE).unwrap(), 8).unwrap();
         assert_eq!(again.stages[0].id, stage.id);
-        assert_eq!(again.stages[0].routes[0].id, stage.routes[0].id);
+        assert_eq!(again.stages[0].routes.routes[0].id, stage.routes.routes[0].id);
     }
 
     #[test]

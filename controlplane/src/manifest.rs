@@ -264,6 +264,21 @@ pub struct Stage {
     pub throttle: Option<Throttle>,
     #[serde(default)]
     pub cache: Option<StageCache>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<StageCanary>,
+}
+
+/// AWS canarySettings: a share of the stage's traffic goes to another deployment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCanary {
+    /// A deployment id of this stage's API (`controlctl deployments API --stage S`).
+    pub deployment: String,
+    /// Share of requests, 0 to 100 (fractions allowed, e.g. 0.5).
+    pub percent: f64,
+    /// Stage variables the canary overrides.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
 }
 
 fn default_true() -> bool {

@@ -166,8 +166,7 @@ fn hash_key(value: &str) -> String {
 
 impl State {
     /// The objects as a manifest, plus the API snapshot each stage is deployed with.
-    #[allow(clippy::type_complexity)]
-    fn manifest(&self) -> (Manifest, HashMap<(String, String), Located<manifest::Api>>) {
+    fn manifest(&self) -> (Manifest, compile::DeployedApis, compile::DeployedApis) {
         let mut m = Manifest::default();
         for obj in self.objects.values() {
             match &obj.doc {
@@ -179,28 +178,41 @@ impl State {
                 Document::ApiKey(k) => m.api_keys.push(located(obj, k.clone())),
             }
         }
+        let snapshot = |d: &Deployment| match &d.source.doc {
+            Document::Api(api) => Some(Located {
+                file: d.source.file.clone(),
+                line: d.source.line,
+                value: api.clone(),
+                source: d.source.source.clone(),
+            }),
+            _ => None,
+        };
+        let mut canaries = HashMap::new();
+        for s in &m.stages {
+            let Some(canary) = &s.value.canary else { continue };
+            // Only a deployment of this stage's own API can be its canary.
+            let Some(d) = self.deployments.get(&canary.deployment).filter(|d| d.api == s.value.api) else {
+                continue;
+            };
+            if let Some(api) = snapshot(d) {
+                canaries.insert((s.value.api.clone(), s.value.name.clone()), api);
+            }
+        }
         let mut deployed = HashMap::new();
         for (stage, history) in &self.stage_history {
             let Some(id) = history.last() else { continue };
-            let Some(d) = self.deployments.get(id) else { continue };
-            let Document::Api(api) = &d.source.doc else { continue };
+            let Some(api) = self.deployments.get(id).and_then(snapshot) else { continue };
             if let Some((api_name, stage_name)) = stage.split_once('/') {
-                let located = Located {
-                    file: d.source.file.clone(),
-                    line: d.source.line,
-                    value: api.clone(),
-                    source: d.source.source.clone(),
-                };
-                deployed.insert((api_name.to_string(), stage_name.to_string()), located);
+                deployed.insert((api_name.to_string(), stage_name.to_string()), api);
             }
         }
-        (m, deployed)
+        (m, deployed, canaries)
     }
 
     /// Compiles this state into its table.
     pub fn compile(&self) -> Result<Table, Vec<ManifestError>> {
-        let (manifest, deployed) = self.manifest();
-        compile::compile_deployed(&manifest, self.version, &deployed)
+        let (manifest, deployed, canaries) = self.manifest();
+        compile::compile_deployed(&manifest, self.version, &deployed, &canaries)
     }
 
     /// Applies parsed manifests: creates or updates each object (objects not mentioned stay as
@@ -439,7 +451,7 @@ mod tests {
     fn body_served(state: &State, stage: &str) -> String {
         let t = state.compile().unwrap();
         let s = t.stages.iter().find(|s| s.name == stage).unwrap();
-        match &s.routes[0].integration {
+        match &s.routes.routes[0].integration {
             proto::table::Integration::Mock(m) => String::from_utf8(m.body.clone()).unwrap(),
             _ => panic!("not mock"),
         }
@@ -470,6 +482,34 @@ mod tests {
         let back = s2.apply(&manifest(API_V1), 10).unwrap().state;
         assert_eq!(back.stage_history["a/auto"].last(), back.stage_history["a/auto"].first());
         assert_eq!(back.deployments.len(), 2);
+    }
+
+    #[test]
+    fn a_canary_serves_another_deployment_with_its_own_variables() {
+        let s1 = State::default()
+            .apply(&manifest(&format!("{API_V1}---\nkind: Stage\napi: a\nname: s\n")), 1)
+            .unwrap()
+            .state;
+        let v1 = s1.stage_history["a/s"][0].clone();
+        let stage = format!("---\nkind: Stage\napi: a\nname: s\nvariables: {{ x: main }}\ncanary: {{ deployment: {v1}, percent: 12.5, variables: {{ x: canary }} }}\n");
+        let out = s1.apply(&manifest(&format!("{API_V2}{stage}")), 2).unwrap();
+        let s = &out.table.stages[0];
+        let canary = s.canary.as_ref().unwrap();
+        assert_eq!(canary.percent_per_million, 125_000);
+        let body = |set: &proto::table::RouteSet| match &set.routes[0].integration {
+            proto::table::Integration::Mock(m) => String::from_utf8(m.body.clone()).unwrap(),
+            _ => panic!("not mock"),
+        };
+        assert_eq!((body(&s.routes), body(&canary.routes)), ("v2".into(), "v1".into()));
+        assert_eq!(canary.variables.iter().find(|v| v.name == "x").unwrap().value, "canary");
+        let bad = "---\nkind: Stage\napi: a\nname: s\ncanary: { deployment: nope, percent: 5 }\n";
+        match out.state.apply(&manifest(bad), 3) {
+            Err(Refusal::Invalid(e)) => assert_eq!(
+                e[0].to_string(),
+                "m.yaml:5: canary.deployment: 'nope' is not a deployment of Api 'a' (see controlctl deployments; offline compile has none)"
+            ),
+            _ => panic!("accepted"),
+        }
     }
 
     #[test]

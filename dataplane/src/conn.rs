@@ -2,8 +2,8 @@
 //! request in it in order (pipelining), write all their responses with one write, and keep
 //! the connection alive between requests within the timeouts.
 //!
-//! Memory per idle connection is one small read buffer and one small write buffer; a buffer
-//! that grew for a large request is given back once the request is done.
+//! Memory per idle connection is one small read buffer and the small write buffer its first
+//! response needed; a buffer that grew for a large request is given back once it is done.
 
 use crate::gateway_response::{self, Kind};
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
@@ -39,7 +39,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
         state,
         buf: Vec::with_capacity(INITIAL_BUFFER),
         start: 0,
-        out: Vec::with_capacity(INITIAL_BUFFER),
+        // Allocated by the first response, so an idle connection holds only its read buffer.
+        out: Vec::new(),
         body: Vec::new(),
         upstream: UpstreamBuffers::default(),
         pending: None,
@@ -109,7 +110,7 @@ impl Conn {
                 }
                 out.clear();
                 if out.capacity() > KEEP_BUFFER {
-                    out = Vec::with_capacity(INITIAL_BUFFER);
+                    out = Vec::new();
                 }
                 self.out = out;
             }

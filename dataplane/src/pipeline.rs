@@ -1,6 +1,7 @@
 //! The request pipeline: the fixed order of phases every request goes through.
 //!
-//! 1. route: host and base path pick the stage, the path and method pick the route;
+//! 1. route: host and base path pick the stage, a canary roll picks the deployment, the path
+//!    and method pick the route;
 //! 2. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
 //! 3. response: written to the connection's output buffer with the common headers.
 //!
@@ -51,16 +52,21 @@ pub async fn handle(
         return gateway_response::write(out, Kind::UnknownDomain, &common);
     };
     let stage = &table.get().stages[stage_match.stage as usize];
+    // A canary takes its share of requests, each chosen at random.
+    let routes = match stage.canary.as_ref() {
+        Some(canary) if shard.roll_per_million() < canary.percent_per_million.to_native() => &canary.routes,
+        _ => &stage.routes,
+    };
     let mut captures = Captures::default();
     let method = Method::from_bytes(head.method.as_bytes());
-    let Some(route_index) = lookup::find_route(stage, method, stage_match.path, &mut captures) else {
+    let Some(route_index) = lookup::find_route(routes, method, stage_match.path, &mut captures) else {
         let kind = match stage.protocol {
             ArchivedProtocol::Http => Kind::NotFound,
             _ => Kind::MissingAuthenticationToken,
         };
         return gateway_response::write(out, kind, &common);
     };
-    let route = &stage.routes[route_index as usize];
+    let route = &routes.routes[route_index as usize];
     let request = Request { head, body, peer, request_id: &request_id };
     match &route.integration {
         ArchivedIntegration::Mock(mock) => crate::mock::respond(mock, out, &common),

@@ -47,6 +47,8 @@ pub struct Shard {
     /// The listener's port, for `X-Forwarded-Port`.
     pub listen_port: u16,
     pub clock: CoarseClock,
+    /// xorshift state for canary rolls.
+    rng: Cell<u64>,
 }
 
 pub struct ConnEntry {
@@ -95,6 +97,16 @@ impl CoarseClock {
 pub const TICK: Duration = Duration::from_millis(100);
 
 impl Shard {
+    /// A uniform number below 1,000,000, for canary shares (xorshift64*: no system call).
+    pub fn roll_per_million(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % 1_000_000) as u32
+    }
+
     /// The table a request runs on from start to finish, even if a newer one arrives meanwhile.
     pub fn current_table(&self) -> Option<Arc<LoadedTable>> {
         self.table.borrow().clone()
@@ -183,12 +195,12 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     if let Some(t) = &spec.table {
         spec.stats.table_version.store(t.get().version.to_native(), Ordering::Release);
     }
-    let seed = (Instant::now().elapsed().as_nanos() as u64)
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-        ^ ((spec.index as u64) << 56)
-        ^ u64::from(std::process::id()) << 32;
+    // Distinct per process start and shard: request ids and canary rolls never repeat across
+    // restarts or shards.
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            ^ ((spec.index as u64) << 56)
+            ^ (u64::from(std::process::id()) << 32);
     let shard = Rc::new(Shard {
         index: spec.index,
         settings: spec.settings.clone(),
@@ -201,6 +213,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         draining: Cell::new(false),
         listen_port,
         clock: CoarseClock::new(),
+        rng: Cell::new(seed | 1),
     });
     monoio::spawn(sweep(shard.clone(), spec.table_updates.clone()));
     loop {

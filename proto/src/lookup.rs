@@ -10,7 +10,7 @@
 //! Parameters are captured as byte ranges of the path into a fixed-size [`Captures`].
 
 use crate::table::{
-    edge_slot, ArchivedMethodRoute, ArchivedNode, ArchivedStage, ArchivedTable, Method, EMPTY_EDGE,
+    edge_slot, ArchivedMethodRoute, ArchivedNode, ArchivedRouteSet, ArchivedTable, Method, EMPTY_EDGE,
     MAX_PARAMS,
 };
 
@@ -128,10 +128,10 @@ pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Optio
     Some(StageMatch { stage: table.stage_names[i].index.to_native(), path: rest, by_stage_name: true })
 }
 
-/// Finds the route for `method` and `path` (starting with `/`, no query string) in a stage.
-/// On success returns the index into the stage's routes and fills `captures`.
+/// Finds the route for `method` and `path` (starting with `/`, no query string) in a stage's
+/// route set. On success returns the index into its routes and fills `captures`.
 pub fn find_route(
-    stage: &ArchivedStage,
+    routes: &ArchivedRouteSet,
     method: Option<Method>,
     path: &str,
     captures: &mut Captures,
@@ -140,12 +140,12 @@ pub fn find_route(
     let path = path.strip_prefix('/')?;
     // A single trailing slash names the same resource (`/pets/` is `/pets`).
     let path_end = if path.ends_with('/') { path.len() - 1 } else { path.len() };
-    let walker = Walker { stage, method, path: &path[..path_end], offset: 1 };
+    let walker = Walker { routes, method, path: &path[..path_end], offset: 1 };
     walker.walk(0, 0, captures)
 }
 
 struct Walker<'a> {
-    stage: &'a ArchivedStage,
+    routes: &'a ArchivedRouteSet,
     method: Option<Method>,
     /// The path without its leading slash; offsets into it are shifted by `offset` so that
     /// captures index the path as the caller passed it.
@@ -158,7 +158,7 @@ impl Walker<'_> {
     /// under a literal falls back to the parameter and then to the greedy routes, exactly as a
     /// "most specific route wins" rule requires.
     fn walk(&self, node_index: u32, pos: usize, captures: &mut Captures) -> Option<u32> {
-        let node: &ArchivedNode = &self.stage.nodes[node_index as usize];
+        let node: &ArchivedNode = &self.routes.nodes[node_index as usize];
         if pos > self.path.len() || (pos == self.path.len() && !self.path.is_empty()) {
             // All segments consumed.
             return self.pick(&node.methods);
@@ -207,7 +207,7 @@ impl Walker<'_> {
         if !node.has_literals {
             return None;
         }
-        let edges = &self.stage.edges;
+        let edges = &self.routes.edges;
         let mut slot = edge_slot(parent, segment, edges.len());
         loop {
             let edge = &edges[slot];
@@ -262,16 +262,14 @@ mod tests {
                 integration: mock(),
             });
         }
-        let crate::tree::RouteTree { nodes, edges } = tree.finish();
         Stage {
             id: 1,
             api: "petstore".into(),
             name: "prod".into(),
             protocol: Protocol::Rest,
             variables: vec![],
-            nodes,
-            edges,
-            routes,
+            routes: tree.finish(routes),
+            canary: None,
         }
     }
 
@@ -299,8 +297,8 @@ mod tests {
     fn route(t: &TableBytes, method: &str, path: &str) -> Option<(String, Vec<String>)> {
         let stage = &t.get().stages[0];
         let mut caps = Captures::default();
-        let i = find_route(stage, Method::from_bytes(method.as_bytes()), path, &mut caps)?;
-        let r = &stage.routes[i as usize];
+        let i = find_route(&stage.routes, Method::from_bytes(method.as_bytes()), path, &mut caps)?;
+        let r = &stage.routes.routes[i as usize];
         let values = (0..caps.len()).map(|p| caps.get(path, p).unwrap().to_string()).collect();
         Some((r.key.to_string(), values))
     }

@@ -79,11 +79,32 @@ pub struct Stage {
     pub protocol: Protocol,
     /// Sorted by name.
     pub variables: Vec<Variable>,
+    /// The routes of the stage's deployment.
+    pub routes: RouteSet,
+    /// A canary: a share of requests served by another deployment, with its own variables.
+    pub canary: Option<Canary>,
+}
+
+/// The routes of one deployment as a stage serves them.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RouteSet {
     /// The route tree; node 0 is the root (`/`).
     pub nodes: Vec<Node>,
     /// Literal edges of the tree, hashed (length 0 or a power of two, at most half full).
     pub edges: Vec<Edge>,
     pub routes: Vec<Route>,
+}
+
+/// A stage's canary (AWS canarySettings): `percent_per_million` of requests, chosen at random
+/// per request, use `routes` (the canary deployment resolved with the stage's variables plus
+/// the canary's overrides) instead of the stage's.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// 0 to 1,000,000 (100%).
+    pub percent_per_million: u32,
+    pub deployment: String,
+    pub variables: Vec<Variable>,
+    pub routes: RouteSet,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -93,7 +114,7 @@ pub struct Variable {
 }
 
 /// A node of the path-segment tree. A request path walks it one segment at a time: literal
-/// children first (found through [`Stage::edges`]), then the `{param}` child, then the greedy
+/// children first (found through [`RouteSet::edges`]), then the `{param}` child, then the greedy
 /// `{proxy+}` routes, which is AWS's precedence (most specific wins).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Node {
@@ -118,7 +139,7 @@ pub struct Edge {
     pub node: u32,
 }
 
-/// `parent` of a free slot in [`Stage::edges`].
+/// `parent` of a free slot in [`RouteSet::edges`].
 pub const EMPTY_EDGE: u32 = u32::MAX;
 
 /// The home slot of an edge in a table of `len` slots (a power of two): FNV-1a over the parent
@@ -136,7 +157,7 @@ pub fn edge_slot(parent: u32, segment: &str, len: usize) -> usize {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct MethodRoute {
     pub method: Method,
-    /// Index into [`Stage::routes`].
+    /// Index into [`RouteSet::routes`].
     pub route: u32,
 }
 
@@ -339,6 +360,52 @@ pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
     Ok(TableBytes { bytes: aligned })
 }
 
+fn check_route_set(set: &ArchivedRouteSet, upstreams: usize) -> Result<(), String> {
+    let nodes = set.nodes.len();
+    let routes = set.routes.len();
+    if nodes == 0 {
+        return Err("no root node".into());
+    }
+    let edges = set.edges.len();
+    let free = set.edges.iter().filter(|e| e.parent.to_native() == EMPTY_EDGE).count();
+    if edges != 0 && (!edges.is_power_of_two() || free == 0) {
+        return Err("a malformed edge table".into());
+    }
+    let edges_ok = set.edges.iter().all(|e| {
+        e.parent.to_native() == EMPTY_EDGE
+            || ((e.parent.to_native() as usize) < nodes && (e.node.to_native() as usize) < nodes)
+    });
+    if !edges_ok {
+        return Err("a dangling edge".into());
+    }
+    for node in set.nodes.iter() {
+        let child_ok = node.param.as_ref().is_none_or(|p| (p.to_native() as usize) < nodes);
+        let routes_ok =
+            node.methods.iter().chain(node.greedy.iter()).all(|m| (m.route.to_native() as usize) < routes);
+        if !child_ok || !routes_ok {
+            return Err("a dangling reference".into());
+        }
+    }
+    for route in set.routes.iter() {
+        if route.params.len() > MAX_PARAMS {
+            return Err(format!("route {} has too many parameters", route.key));
+        }
+        if let ArchivedIntegration::Http(http) = &route.integration {
+            if http.upstream.to_native() as usize >= upstreams {
+                return Err(format!("route {} calls a missing upstream", route.key));
+            }
+            for part in http.path.iter() {
+                if let ArchivedUriPart::Param(i) = part {
+                    if i.to_native() as usize >= route.params.len() {
+                        return Err(format!("route {} uses a missing parameter", route.key));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_references(table: &ArchivedTable) -> Result<(), String> {
     let stages = table.stages.len();
     let upstreams = table.upstreams.len();
@@ -355,50 +422,13 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
         }
     }
     for stage in table.stages.iter() {
-        let nodes = stage.nodes.len();
-        let routes = stage.routes.len();
-        if nodes == 0 {
-            return Err(format!("stage {}/{} has no root node", stage.api, stage.name));
-        }
-        let edges = stage.edges.len();
-        let free = stage.edges.iter().filter(|e| e.parent.to_native() == EMPTY_EDGE).count();
-        if edges != 0 && (!edges.is_power_of_two() || free == 0) {
-            return Err(format!("stage {}/{} has a malformed edge table", stage.api, stage.name));
-        }
-        let edges_ok = stage.edges.iter().all(|e| {
-            e.parent.to_native() == EMPTY_EDGE
-                || ((e.parent.to_native() as usize) < nodes && (e.node.to_native() as usize) < nodes)
-        });
-        if !edges_ok {
-            return Err(format!("stage {}/{} has a dangling edge", stage.api, stage.name));
-        }
-        for node in stage.nodes.iter() {
-            let child_ok = node.param.as_ref().is_none_or(|p| (p.to_native() as usize) < nodes);
-            let routes_ok = node
-                .methods
-                .iter()
-                .chain(node.greedy.iter())
-                .all(|m| (m.route.to_native() as usize) < routes);
-            if !child_ok || !routes_ok {
-                return Err(format!("stage {}/{} has a dangling reference", stage.api, stage.name));
+        let name = format!("{}/{}", stage.api, stage.name);
+        check_route_set(&stage.routes, upstreams).map_err(|e| format!("stage {name}: {e}"))?;
+        if let Some(canary) = stage.canary.as_ref() {
+            if canary.percent_per_million.to_native() > 1_000_000 {
+                return Err(format!("stage {name}: canary share above 100%"));
             }
-        }
-        for route in stage.routes.iter() {
-            if route.params.len() > MAX_PARAMS {
-                return Err(format!("route {} has too many parameters", route.key));
-            }
-            if let ArchivedIntegration::Http(http) = &route.integration {
-                if http.upstream.to_native() as usize >= upstreams {
-                    return Err(format!("route {} calls a missing upstream", route.key));
-                }
-                for part in http.path.iter() {
-                    if let ArchivedUriPart::Param(i) = part {
-                        if i.to_native() as usize >= route.params.len() {
-                            return Err(format!("route {} uses a missing parameter", route.key));
-                        }
-                    }
-                }
-            }
+            check_route_set(&canary.routes, upstreams).map_err(|e| format!("stage {name} canary: {e}"))?;
         }
     }
     Ok(())

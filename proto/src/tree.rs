@@ -1,7 +1,7 @@
 //! Builds a stage's path-segment tree ([`Node`]s) from route paths. The control plane uses it
 //! while compiling; it lives beside the lookup so that the two agree on the shape.
 
-use crate::table::{edge_slot, Edge, Method, MethodRoute, Node, EMPTY_EDGE, MAX_PARAMS};
+use crate::table::{edge_slot, Edge, Method, MethodRoute, Node, Route, RouteSet, EMPTY_EDGE, MAX_PARAMS};
 use std::collections::HashMap;
 
 /// Why a route path cannot enter the tree. Each is a user error in a manifest.
@@ -198,8 +198,9 @@ impl TreeBuilder {
         (self.nodes.len() - 1) as u32
     }
 
-    /// The node arena and the hashed edge table for a [`Stage`](crate::table::Stage).
-    pub fn finish(self) -> RouteTree {
+    /// The route set: the node arena, the hashed edge table and the given routes (indexed by
+    /// the route numbers passed to [`insert`](Self::insert)).
+    pub fn finish(self, routes: Vec<Route>) -> RouteSet {
         let edge_count: usize = self.nodes.iter().map(|n| n.literals.len()).sum();
         let slots = if edge_count == 0 { 0 } else { (edge_count * 2).next_power_of_two() };
         let mut edges: Vec<Edge> =
@@ -224,13 +225,6 @@ impl TreeBuilder {
                 edges[slot] = Edge { parent, segment, node };
             }
         }
-        RouteTree { nodes, edges }
+        RouteSet { nodes, edges, routes }
     }
-}
-
-/// What a [`TreeBuilder`] yields.
-#[derive(Debug)]
-pub struct RouteTree {
-    pub nodes: Vec<Node>,
-    pub edges: Vec<Edge>,
 }

@@ -44,16 +44,14 @@ fn stage_and_route_lookup_do_not_allocate() {
             integration,
         });
     }
-    let proto::tree::RouteTree { nodes, edges } = tree.finish();
     let stage = Stage {
         id: 1,
         api: "a".into(),
         name: "s".into(),
         protocol: Protocol::Rest,
         variables: vec![],
-        nodes,
-        edges,
-        routes,
+        routes: tree.finish(routes),
+        canary: None,
     };
     let table = Table {
         version: 1,
@@ -79,7 +77,7 @@ fn stage_and_route_lookup_do_not_allocate() {
         for (host, path, method) in requests {
             if let Some(m) = find_stage(t, host, path) {
                 let mut caps = Captures::default();
-                if find_route(&t.stages[m.stage as usize], method, m.path, &mut caps).is_some() {
+                if find_route(&t.stages[m.stage as usize].routes, method, m.path, &mut caps).is_some() {
                     found += 1;
                 }
             }

@@ -565,7 +565,7 @@ fn compile_offline(file: &Path, output: &Path, version: u64) -> ExitCode {
                 eprintln!("error: writing {}: {e}", output.display());
                 return ExitCode::from(2);
             }
-            let routes: usize = table.stages.iter().map(|s| s.routes.len()).sum();
+            let routes: usize = table.stages.iter().map(|s| s.routes.routes.len()).sum();
             println!(
                 "compiled {} stage(s), {routes} route(s), {} bytes -> {}",
                 table.stages.len(),

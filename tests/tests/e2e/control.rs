@@ -328,3 +328,37 @@ fn api_keys_are_shown_once_and_stored_hashed() {
     let (code, _, err) = cp.ctl(&["keys", "revoke", "bob"]);
     assert_eq!((code, err.as_str()), (1, "error: ApiKey 'bob' not found\n"));
 }
+
+#[test]
+fn a_canary_takes_its_share_of_requests() {
+    let work = TempDir::new("cp-canary");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let state = TempDir::new("dp-canary");
+    let dp = follower(&cp, &state);
+    let api = |body: &str| {
+        format!("kind: Api\nname: app\nroutes:\n  GET /v: {{ integration: {{ type: MOCK, response: {{ body: {body} }} }} }}\n")
+    };
+    let domain =
+        "---\nkind: Domain\nname: localhost\nmappings:\n  - { basePath: \"\", api: app, stage: live }\n";
+    cp.apply(&work.0, &format!("{}---\nkind: Stage\napi: app\nname: live\n{domain}", api("old")));
+    let (_, list, _) = cp.ctl(&["deployments", "app", "--stage", "live", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let old_id = list[0]["id"].as_str().unwrap().to_string();
+    // The stage moves to "new" and keeps 30% of its traffic on the old deployment.
+    let stage =
+        format!("---\nkind: Stage\napi: app\nname: live\ncanary: {{ deployment: {old_id}, percent: 30 }}\n");
+    cp.apply(&work.0, &format!("{}{stage}{domain}", api("new")));
+    let mut c = dp.client();
+    let mut old = 0;
+    let n = 4000;
+    for _ in 0..n {
+        match c.get("localhost", "/v").text().as_str() {
+            "old" => old += 1,
+            "new" => {}
+            other => panic!("unexpected body {other}"),
+        }
+    }
+    let share = f64::from(old) / f64::from(n);
+    // 4,000 draws at p = 0.3: the standard deviation is 0.7 points; 3 points is over 4 sigma.
+    assert!((share - 0.30).abs() < 0.03, "canary share {share}");
+}

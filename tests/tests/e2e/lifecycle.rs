@@ -108,7 +108,7 @@ fn controlctl_compile_reports_errors_and_exits_1() {
     assert_eq!(code, 1);
     assert_eq!(
         stderr,
-        format!("error: {}:1: routes[\"GET /x\"].integration.uri: required for HTTP integrations\n1 error(s); nothing written\n", yaml.display())
+        format!("error: {}:5: routes[\"GET /x\"].integration.uri: required for HTTP integrations\n1 error(s); nothing written\n", yaml.display())
     );
     assert!(!out.exists());
 }
