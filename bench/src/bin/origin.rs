@@ -28,10 +28,32 @@ struct Cli {
     /// Pin thread i to cpu (first + i).
     #[arg(long)]
     cpu: Option<usize>,
+    /// Stall the whole server for --stall-ms at the start of every period of this many ms
+    /// (to check that a load generator's percentiles see a stall).
+    #[arg(long)]
+    stall_every_ms: Option<u64>,
+    #[arg(long, default_value_t = 100)]
+    stall_ms: u64,
+}
+
+/// When the process started: stalls are phases of this clock, the same on every thread.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// How long until the current stall (if any) ends.
+fn stall_left(every: Option<u64>, stall_ms: u64) -> Duration {
+    let Some(every) = every.filter(|e| *e > 0) else { return Duration::ZERO };
+    let elapsed = STARTED.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64;
+    let phase = elapsed % every;
+    if phase < stall_ms {
+        Duration::from_millis(stall_ms - phase)
+    } else {
+        Duration::ZERO
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
+    STARTED.get_or_init(std::time::Instant::now);
     let listeners: Vec<std::net::TcpListener> = (0..cli.threads.max(1))
         .map(|_| {
             let socket =
@@ -69,9 +91,13 @@ fn main() {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener).expect("listener");
-                    let delay = Duration::from_millis(cli.delay_ms);
+                    let timing = Timing {
+                        delay: Duration::from_millis(cli.delay_ms),
+                        stall_every_ms: cli.stall_every_ms,
+                        stall_ms: cli.stall_ms,
+                    };
                     while let Ok((stream, _)) = listener.accept().await {
-                        monoio::spawn(serve(stream, fixed.clone(), delay));
+                        monoio::spawn(serve(stream, fixed.clone(), timing));
                     }
                 });
             })
@@ -82,7 +108,14 @@ fn main() {
     }
 }
 
-async fn serve(mut stream: TcpStream, fixed: Option<Vec<u8>>, delay: Duration) {
+#[derive(Clone, Copy)]
+struct Timing {
+    delay: Duration,
+    stall_every_ms: Option<u64>,
+    stall_ms: u64,
+}
+
+async fn serve(mut stream: TcpStream, fixed: Option<Vec<u8>>, timing: Timing) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
@@ -124,8 +157,12 @@ async fn serve(mut stream: TcpStream, fixed: Option<Vec<u8>>, delay: Duration) {
         }
         buf.drain(..consumed);
         if !out.is_empty() {
-            if !delay.is_zero() {
-                monoio::time::sleep(delay).await;
+            if !timing.delay.is_zero() {
+                monoio::time::sleep(timing.delay).await;
+            }
+            let stall = stall_left(timing.stall_every_ms, timing.stall_ms);
+            if !stall.is_zero() {
+                monoio::time::sleep(stall).await;
             }
             let (result, o) = stream.write_all(out).await;
             out = o;
