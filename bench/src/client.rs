@@ -1,18 +1,17 @@
-//! One load-generator connection: writes prepared request bytes, reads responses (by
-//! `Content-Length` or chunked), reconnects after a failure.
+//! One load-generator connection: a blocking socket on its own thread that writes prepared
+//! request bytes and reads responses (by `Content-Length` or chunked), reconnecting after a
+//! failure or a `connection: close`.
 
 use dataplane::http1::chunked::ChunkedDecoder;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// What a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Status(u16),
-    /// Connection refused, reset or closed, or a malformed response.
+    /// Connection refused, reset or closed early, or a malformed response.
     Error,
     Timeout,
 }
@@ -40,116 +39,92 @@ pub fn request_bytes(
 
 pub struct Connection {
     addr: SocketAddr,
+    timeout: Duration,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
-    pub opened: u64,
+    out: Vec<u8>,
 }
 
 impl Connection {
-    pub fn new(addr: SocketAddr) -> Self {
-        Connection { addr, stream: None, buf: Vec::with_capacity(16 * 1024), scratch: Vec::new(), opened: 0 }
+    pub fn new(addr: SocketAddr, timeout: Duration) -> Self {
+        Connection { addr, timeout, stream: None, buf: Vec::with_capacity(16 * 1024), out: Vec::new() }
     }
 
     /// Opens the connection now (so a burst starts from established connections).
-    pub async fn connect(&mut self) -> bool {
+    pub fn connect(&mut self) -> bool {
         if self.stream.is_some() {
             return true;
         }
-        match TcpStream::connect_addr(self.addr).await {
+        match TcpStream::connect_timeout(&self.addr, self.timeout) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(self.timeout));
+                let _ = s.set_write_timeout(Some(self.timeout));
                 self.stream = Some(s);
                 self.buf.clear();
-                self.opened += 1;
                 true
             }
             Err(_) => false,
         }
     }
 
-    /// Sends `request` (`count` pipelined copies of it) and reads `count` responses, calling
-    /// `done` with each outcome as it arrives. Returns the bytes for reuse.
-    pub async fn exchange(
-        &mut self,
-        request: Vec<u8>,
-        count: usize,
-        timeout: Duration,
-        mut done: impl FnMut(Outcome),
-    ) -> Vec<u8> {
-        if !self.connect().await {
-            for _ in 0..count {
-                done(Outcome::Error);
-            }
-            return request;
+    /// Sends `count` pipelined copies of `request` in one write and reads `count` responses,
+    /// calling `done` with each outcome as it arrives.
+    pub fn exchange(&mut self, request: &[u8], count: usize, mut done: impl FnMut(Outcome)) {
+        if !self.connect() {
+            (0..count).for_each(|_| done(Outcome::Error));
+            return;
         }
-        let mut out = std::mem::take(&mut self.scratch);
-        out.clear();
+        self.out.clear();
         for _ in 0..count {
-            out.extend_from_slice(&request);
+            self.out.extend_from_slice(request);
         }
-        let result = monoio::time::timeout(timeout, self.write_and_read(out, count, &mut done)).await;
-        match result {
-            Ok((Ok(()), out)) => self.scratch = out,
-            Ok((Err(answered), out)) => {
-                self.scratch = out;
-                self.stream = None;
-                for _ in answered..count {
-                    done(Outcome::Error);
-                }
-            }
-            Err(_) => {
-                // The exchange was dropped mid-way: this connection's state is unknown.
-                self.stream = None;
-                done(Outcome::Timeout);
-                for _ in 1..count {
-                    done(Outcome::Timeout);
-                }
-            }
+        let written = self.stream.as_mut().map(|s| s.write_all(&self.out));
+        if !matches!(written, Some(Ok(()))) {
+            self.stream = None;
+            (0..count).for_each(|_| done(Outcome::Error));
+            return;
         }
-        request
-    }
-
-    /// Err carries how many responses were read before the failure.
-    async fn write_and_read(
-        &mut self,
-        out: Vec<u8>,
-        count: usize,
-        done: &mut impl FnMut(Outcome),
-    ) -> (Result<(), usize>, Vec<u8>) {
-        let Some(stream) = self.stream.as_mut() else { return (Err(0), out) };
-        let (written, out) = stream.write_all(out).await;
-        if written.is_err() {
-            return (Err(0), out);
-        }
-        let mut answered = 0;
-        while answered < count {
-            match self.read_one().await {
-                Some(status) => {
+        for answered in 0..count {
+            match self.read_one() {
+                Ok((status, close)) => {
                     done(Outcome::Status(status));
-                    answered += 1;
+                    if close {
+                        // The server ends the connection after this response; the rest of a
+                        // pipelined batch is lost with it.
+                        self.stream = None;
+                        (answered + 1..count).for_each(|_| done(Outcome::Error));
+                        return;
+                    }
                 }
-                None => return (Err(answered), out),
+                Err(outcome) => {
+                    self.stream = None;
+                    (answered..count).for_each(|_| done(outcome));
+                    return;
+                }
             }
         }
-        (Ok(()), out)
     }
 
-    /// Reads one complete response; `None` on a closed connection or malformed bytes.
-    async fn read_one(&mut self) -> Option<u16> {
+    /// Reads one complete response: its status and whether the server closes after it.
+    fn read_one(&mut self) -> Result<(u16, bool), Outcome> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&self.buf) {
                 Ok(httparse::Status::Complete(head)) => {
-                    let status = resp.code?;
+                    let status = resp.code.ok_or(Outcome::Error)?;
                     let mut length = 0usize;
                     let mut chunked = false;
+                    let mut close = false;
                     for h in resp.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
-                            length = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
+                            let text = std::str::from_utf8(h.value).map_err(|_| Outcome::Error)?;
+                            length = text.trim().parse().map_err(|_| Outcome::Error)?;
                         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                             chunked = true;
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            close = h.value.eq_ignore_ascii_case(b"close");
                         }
                     }
                     if status / 100 == 1 {
@@ -160,48 +135,41 @@ impl Connection {
                         let mut decoder = ChunkedDecoder::new(u64::MAX);
                         let mut sink = Vec::new();
                         loop {
-                            let used = decoder.decode(&self.buf[head..], &mut sink).ok()?;
+                            let used =
+                                decoder.decode(&self.buf[head..], &mut sink).map_err(|_| Outcome::Error)?;
                             if decoder.is_done() {
                                 break head + used;
                             }
-                            if !self.fill().await? {
-                                return None;
-                            }
+                            self.fill()?;
                         }
                     } else {
                         while self.buf.len() < head + length {
-                            if !self.fill().await? {
-                                return None;
-                            }
+                            self.fill()?;
                         }
                         head + length
                     };
                     self.buf.drain(..end);
-                    return Some(status);
+                    return Ok((status, close));
                 }
-                Ok(httparse::Status::Partial) => {
-                    if !self.fill().await? {
-                        return None;
-                    }
-                }
-                Err(_) => return None,
+                Ok(httparse::Status::Partial) => self.fill()?,
+                Err(_) => return Err(Outcome::Error),
             }
         }
     }
 
-    /// Reads more bytes; `Some(false)` at end of stream.
-    async fn fill(&mut self) -> Option<bool> {
-        let stream = self.stream.as_mut()?;
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(16 * 1024);
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (result, slice) = stream.read(buf.slice_mut(len..cap)).await;
-        self.buf = slice.into_inner();
-        match result {
-            Ok(0) | Err(_) => Some(false),
-            Ok(_) => Some(true),
+    fn fill(&mut self) -> Result<(), Outcome> {
+        let stream = self.stream.as_mut().ok_or(Outcome::Error)?;
+        let mut chunk = [0u8; 16 * 1024];
+        match stream.read(&mut chunk) {
+            Ok(0) => Err(Outcome::Error),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(Outcome::Timeout)
+            }
+            Err(_) => Err(Outcome::Error),
         }
     }
 }

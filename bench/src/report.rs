@@ -12,7 +12,7 @@ pub struct Recorder {
     pub latency: Histogram<u64>,
     /// From the actual send to the response.
     pub service: Histogram<u64>,
-    /// How late requests left compared with their schedule.
+    /// How late the generator sent requests it was free to send (its own timing error).
     pub lag: Histogram<u64>,
     pub ok_2xx: u64,
     pub redirect_3xx: u64,
@@ -82,6 +82,28 @@ impl Recorder {
         let _ = self.latency.record(micros(latency));
         let _ = self.service.record(micros(service));
         let _ = self.lag.record(micros(lag));
+    }
+
+    /// Adds another thread's measurements.
+    pub fn merge(&mut self, other: &Recorder) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.service.add(&other.service);
+        let _ = self.lag.add(&other.lag);
+        self.ok_2xx += other.ok_2xx;
+        self.redirect_3xx += other.redirect_3xx;
+        self.throttled_429 += other.throttled_429;
+        self.client_4xx += other.client_4xx;
+        self.server_5xx += other.server_5xx;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        if self.per_second.len() < other.per_second.len() {
+            self.per_second.resize(other.per_second.len(), (0, 0, 0));
+        }
+        for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+            mine.2 += theirs.2;
+        }
     }
 
     pub fn completed(&self) -> u64 {

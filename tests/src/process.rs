@@ -19,7 +19,7 @@ pub fn bin_dir() -> &'static Path {
         let release = dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "dataplane", "-p", "controlplane", "--bins"]);
+        cmd.args(["build", "--quiet", "-p", "dataplane", "-p", "controlplane", "-p", "bench", "--bins"]);
         if release {
             cmd.arg("--release");
         }

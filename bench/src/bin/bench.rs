@@ -15,7 +15,6 @@ use clap::{Args, Parser, Subcommand};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::time::Duration;
 
 #[global_allocator]
@@ -127,12 +126,13 @@ fn main() -> ExitCode {
         | Mode::Max { common, .. } => common,
     };
     let target = match target(common) {
-        Ok(t) => Rc::new(t),
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Pinning the main thread before any connection thread starts pins them all.
     if let Some(cpu) = common.cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
             eprintln!("warning: cannot pin to cpu {cpu}: {e}");
@@ -140,33 +140,22 @@ fn main() -> ExitCode {
     }
     let connections = common.connections.max(1);
     let json = common.json.clone();
-    // Plain io_uring (or epoll): no DEFER_TASKRUN, whose completions would wait for the next
-    // blocking enter while the generator yields through its last millisecond before a send.
-    let mut rt =
-        match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(4096).build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("error: runtime: {e}");
-                return ExitCode::from(2);
-            }
-        };
-    let report = rt.block_on(async move {
-        match cli.mode {
-            Mode::Steady { rate, duration, .. } => {
-                let shape = Shape::Steady { rate, duration: Duration::from_secs_f64(duration) };
-                run::open_loop(target, shape, connections).await
-            }
-            Mode::Ramp { from, to, duration, .. } => {
-                let shape = Shape::Ramp { from, to, duration: Duration::from_secs_f64(duration) };
-                run::open_loop(target, shape, connections).await
-            }
-            Mode::Burst { requests, .. } => run::burst(target, requests, connections).await,
-            Mode::Max { duration, .. } => {
-                run::closed_loop(target, Duration::from_secs_f64(duration), connections).await
-            }
+    let report = match cli.mode {
+        Mode::Steady { rate, duration, .. } => run::open_loop(
+            &target,
+            Shape::Steady { rate, duration: Duration::from_secs_f64(duration) },
+            connections,
+        ),
+        Mode::Ramp { from, to, duration, .. } => run::open_loop(
+            &target,
+            Shape::Ramp { from, to, duration: Duration::from_secs_f64(duration) },
+            connections,
+        ),
+        Mode::Burst { requests, .. } => run::burst(&target, requests, connections),
+        Mode::Max { duration, .. } => {
+            run::closed_loop(&target, Duration::from_secs_f64(duration), connections)
         }
-    });
+    };
     report.print();
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();

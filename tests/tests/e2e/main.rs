@@ -5,6 +5,7 @@
 mod control;
 mod http1;
 mod lifecycle;
+mod loadgen;
 mod proxy;
 mod routing;
 
