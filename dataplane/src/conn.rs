@@ -21,8 +21,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// Starting size of the read and write buffers.
-const INITIAL_BUFFER: usize = 4096;
+/// Starting size of the read buffer: most request heads fit; a larger one grows it.
+const INITIAL_BUFFER: usize = 2048;
 /// A buffer larger than this is replaced by a fresh small one between requests.
 const KEEP_BUFFER: usize = 64 * 1024;
 
@@ -44,6 +44,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
         body: Vec::new(),
         upstream: UpstreamBuffers::default(),
         pending: None,
+        spans: Vec::new(),
         served: 0,
     };
     conn.run().await;
@@ -83,6 +84,8 @@ struct Conn {
     body: Vec<u8>,
     upstream: UpstreamBuffers,
     pending: Option<Pending>,
+    /// Header positions of the head being answered (reused).
+    spans: Vec<head::HeaderSpan>,
     /// Requests answered so far.
     served: u64,
 }
@@ -178,8 +181,7 @@ impl Conn {
                 return Next::Read;
             }
             let limits = self.shard.settings.limits;
-            let mut slots = head::header_slots();
-            let head = match head::parse(&self.buf[self.start..], &mut slots, &limits) {
+            let head = match head::parse(&self.buf[self.start..], &mut self.spans, &limits) {
                 Ok(None) => return Next::Read,
                 Ok(Some(head)) => head,
                 Err(e) => {
@@ -229,8 +231,7 @@ impl Conn {
     /// still at `start`), which is cheaper than keeping borrowed pieces across reads.
     async fn dispatch_reparsed(&mut self, head_len: usize, consumed: usize, chunked: bool) -> bool {
         let limits = self.shard.settings.limits;
-        let mut slots = head::header_slots();
-        let parsed = head::parse(&self.buf[self.start..self.start + head_len], &mut slots, &limits);
+        let parsed = head::parse(&self.buf[self.start..self.start + head_len], &mut self.spans, &limits);
         let Ok(Some(head)) = parsed else {
             // The head was valid when it arrived and its bytes have not changed.
             self.write_error(Kind::BadRequest);

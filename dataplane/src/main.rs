@@ -74,6 +74,11 @@ fn run(cli: Cli) -> Result<(), String> {
     // Before any thread exists, so every thread inherits the mask and only the signal thread
     // receives SIGTERM/SIGINT/SIGHUP.
     sys::block_signals().map_err(|e| format!("blocking signals: {e}"))?;
+    match sys::raise_fd_limit() {
+        Ok(n) if n < 16_384 => eprintln!("warning: open-file limit is {n}; raise it for more connections"),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
+    }
 
     let settings = Arc::new(Settings {
         header_timeout: Duration::from_secs(cli.header_timeout_secs),

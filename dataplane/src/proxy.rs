@@ -113,10 +113,10 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     }
     req.extend_from_slice(b"\r\n");
 
-    let connection = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("connection")).map(|h| h.value);
+    let connection = head.headers.get("connection");
     let mut forwarded_for: Option<&[u8]> = None;
-    for h in head.headers {
-        let name = h.name.as_bytes();
+    for (name, value) in head.headers.iter() {
+        let name = name.as_bytes();
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
@@ -128,10 +128,10 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            forwarded_for = Some(h.value);
+            forwarded_for = Some(value);
             continue;
         }
-        response::write_header(req, name, h.value);
+        response::write_header(req, name, value);
     }
     req.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prior) = forwarded_for {

@@ -31,10 +31,44 @@ impl Default for Limits {
 /// Most header lines in one request; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
 
-pub type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+/// Where one header sits in the parsed bytes: name and value as byte ranges. A connection
+/// keeps a reusable list of these instead of httparse's borrowed headers, so the head it is
+/// answering costs its future a slice, not a 3 KiB array, while it awaits an integration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
 
-pub fn header_slots<'b>() -> HeaderSlots<'b> {
-    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+/// The headers of a parsed head.
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'b, 'h> {
+    buf: &'b [u8],
+    spans: &'h [HeaderSpan],
+}
+
+impl<'b> Headers<'b, '_> {
+    /// Names and values in order. Names are tokens (checked by httparse), so they are ASCII.
+    pub fn iter(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + '_ {
+        let buf = self.buf;
+        self.spans.iter().map(move |s| {
+            let name = std::str::from_utf8(&buf[s.name.0 as usize..s.name.1 as usize]).unwrap_or("");
+            (name, &buf[s.value.0 as usize..s.value.1 as usize])
+        })
+    }
+
+    /// The first value of a header (case-insensitive name).
+    pub fn get(&self, name: &str) -> Option<&'b [u8]> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
 }
 
 /// How the body of a request is delimited.
@@ -54,7 +88,7 @@ pub struct Head<'b, 'h> {
     pub target: &'b str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    pub headers: &'h [httparse::Header<'b>],
+    pub headers: Headers<'b, 'h>,
     /// Bytes of the head including the final empty line.
     pub len: usize,
     pub framing: Framing,
@@ -91,15 +125,18 @@ pub enum HeadError {
     ExpectationFailed,
 }
 
-/// Parses a request head from the start of `buf`. `Ok(None)` means more bytes are needed (and
-/// the limits so far are kept).
+/// Parses a request head from the start of `buf`, recording its headers in `spans` (cleared
+/// first, reused across requests). `Ok(None)` means more bytes are needed (and the limits so
+/// far are kept).
 pub fn parse<'b, 'h>(
     buf: &'b [u8],
-    slots: &'h mut HeaderSlots<'b>,
+    spans: &'h mut Vec<HeaderSpan>,
     limits: &Limits,
 ) -> Result<Option<Head<'b, 'h>>, HeadError> {
+    let mut slots: [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
-    let parsed = request.parse_with_uninit_headers(buf, slots);
+    let parsed = request.parse_with_uninit_headers(buf, &mut slots);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
@@ -112,7 +149,7 @@ pub fn parse<'b, 'h>(
     let method = request.method.ok_or(HeadError::BadRequest("no method"))?;
     let target = request.path.ok_or(HeadError::BadRequest("no target"))?;
     let minor_version = request.version.ok_or(HeadError::BadRequest("no version"))?;
-    let headers: &'h [httparse::Header<'b>] = request.headers;
+    let headers: &[httparse::Header<'b>] = request.headers;
     if target.len() > limits.max_uri {
         return Err(HeadError::UriTooLong);
     }
@@ -190,6 +227,15 @@ pub fn parse<'b, 'h>(
         (false, Some(n)) => Framing::Length(n),
     };
     let keep_alive = if minor_version == 1 { !close } else { keep_alive_token && !close };
+    let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        (start, start + s.len() as u32)
+    };
+    spans.clear();
+    spans
+        .extend(headers.iter().map(|h| HeaderSpan { name: range(h.name.as_bytes()), value: range(h.value) }));
+    let headers = Headers { buf, spans };
     Ok(Some(Head {
         method,
         target,
@@ -260,8 +306,8 @@ mod tests {
     use super::*;
 
     fn check(raw: &str) -> Result<Option<(Framing, bool, bool)>, HeadError> {
-        let mut slots = header_slots();
-        parse(raw.as_bytes(), &mut slots, &Limits::default())
+        let mut spans = Vec::new();
+        parse(raw.as_bytes(), &mut spans, &Limits::default())
             .map(|h| h.map(|h| (h.framing, h.keep_alive, h.expect_continue)))
     }
 
