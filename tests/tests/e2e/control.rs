@@ -84,8 +84,9 @@ fn apply_change_delete_reach_the_data_plane() {
     );
 }
 
-/// 100 applies while clients keep requesting: no request fails, and every answer comes from a
-/// version that existed, never going backwards on a connection.
+/// 100 applies (and deploys, rollbacks and deletes beside them) while clients keep requesting:
+/// no request fails, and every answer comes from a version that existed, never going
+/// backwards on a connection.
 #[test]
 fn a_hundred_applies_under_load_drop_nothing() {
     let work = TempDir::new("cp-load");
@@ -122,10 +123,37 @@ fn a_hundred_applies_under_load_drop_nothing() {
             (requests, seen)
         }));
     }
+    // Beside the API the clients use, a side API whose stage is deployed, rolled back and
+    // deleted while the load runs: none of it may disturb the clients' requests.
+    let side = |body: &str| {
+        format!(
+            "kind: Api\nname: side\nroutes:\n  GET /s: {{ integration: {{ type: MOCK, response: {{ body: {body} }} }} }}\n\
+             ---\nkind: Stage\napi: side\nname: manual\nautoDeploy: false\n"
+        )
+    };
     for v in 1..=100u64 {
         // The version is announced before the apply, so a client may see it the moment it lands.
         applied.store(v, SeqCst);
         cp.apply(&work.0, &versioned(v, origin.addr));
+        match v % 10 {
+            2 => {
+                cp.apply(&work.0, &side("a"));
+                cp.apply(&work.0, &side("b"));
+                let (code, _, err) = cp.ctl(&["deploy", "side", "--stage", "manual"]);
+                assert_eq!(code, 0, "{err}");
+            }
+            5 => {
+                let (code, _, err) = cp.ctl(&["rollback", "side", "--stage", "manual"]);
+                assert_eq!(code, 0, "{err}");
+            }
+            8 => {
+                for (kind, name) in [("stage", "side/manual"), ("api", "side")] {
+                    let (code, _, err) = cp.ctl(&["delete", kind, name]);
+                    assert_eq!(code, 0, "{err}");
+                }
+            }
+            _ => {}
+        }
     }
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, SeqCst);
