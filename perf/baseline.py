@@ -29,52 +29,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from http1_vs_nginx import (LOAD_CPU, SERVER_CPU, TICKS, Server, cpu_ticks, ensure_tools, free_port,  # noqa: E402
-                            wait_port)
+from http1_vs_nginx import (BODY, LOAD_CPU, MANIFEST, NGINX, SERVER_CPU, TICKS, Server, cpu_ticks,  # noqa: E402
+                            ensure_tools, free_port, wait_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
-BODY = '{"status":"ok"}'
 # Enough to keep the offered load open at 10,000/s with sub-millisecond answers (1,250/s each),
 # few enough that the generator's threads do not crowd the origin on the load core.
 STEADY_CONNECTIONS = "8"
-
-MANIFEST = """
-kind: Api
-name: bench
-routes:
-  GET /health:
-    integration: { type: MOCK, response: { status: 200, headers: { content-type: application/json }, body: '%s' } }
-  GET /pets/{id}:
-    integration: { type: HTTP_PROXY, uri: "http://127.0.0.1:%d/pets/{id}" }
----
-kind: Stage
-api: bench
-name: prod
----
-kind: Domain
-name: 127.0.0.1
-mappings:
-  - { basePath: "", api: bench, stage: prod }
-"""
-
-NGINX = """
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log crit;
-worker_rlimit_nofile 20000;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:%(origin)d; keepalive 64; }
-  server {
-    listen 127.0.0.1:%(port)d reuseport;
-    location = /health { default_type application/json; return 200 '%(body)s'; }
-    location /pets/ { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-"""
 
 HAPROXY = """
 global

@@ -41,9 +41,7 @@ kind: Api
 name: bench
 routes:
   GET /health:
-    integration:
-      type: MOCK
-      response: { status: 200, headers: { content-type: application/json }, body: '%s' }
+    integration: { type: MOCK, response: { status: 200, headers: { content-type: application/json }, body: '%s' } }
   GET /pets/{id}:
     integration: { type: HTTP_PROXY, uri: "http://127.0.0.1:%d/pets/{id}" }
 ---
@@ -61,7 +59,8 @@ NGINX = """
 worker_processes 1;
 pid %(dir)s/nginx.pid;
 error_log %(dir)s/error.log crit;
-events { worker_connections 4096; }
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -69,11 +68,7 @@ http {
   server {
     listen 127.0.0.1:%(port)d reuseport;
     location = /health { default_type application/json; return 200 '%(body)s'; }
-    location /pets/ {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
+    location /pets/ { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
 """

@@ -13,10 +13,26 @@ pub mod state;
 pub mod store;
 
 use manifest::{Manifest, ManifestError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Reads manifests from a file, or from every `.yaml`/`.yml` file of a directory (sorted by
-/// name, like `kubectl apply -f DIR`).
+/// The manifest files `-f PATH` names: the file itself, or every `.yaml`/`.yml` file of a
+/// directory, sorted by name (like `kubectl apply -f DIR`).
+pub fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let p = entry?.path();
+        if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses the manifests `-f PATH` names.
 pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
     let io_error = |file: &Path, e: std::io::Error| ManifestError {
         file: file.display().to_string(),
@@ -24,20 +40,7 @@ pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
         path: String::new(),
         message: e.to_string(),
     };
-    let mut files = Vec::new();
-    if path.is_dir() {
-        let entries = std::fs::read_dir(path).map_err(|e| vec![io_error(path, e)])?;
-        for entry in entries {
-            let entry = entry.map_err(|e| vec![io_error(path, e)])?;
-            let p = entry.path();
-            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-                files.push(p);
-            }
-        }
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
+    let files = manifest_files(path).map_err(|e| vec![io_error(path, e)])?;
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
     for file in &files {

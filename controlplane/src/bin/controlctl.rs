@@ -183,20 +183,8 @@ async fn connect(server: &str) -> Result<ControlClient<Channel>, Failure> {
 }
 
 fn read_files(path: &Path) -> Result<Vec<grpc::ManifestFile>, Failure> {
-    let mut paths = Vec::new();
-    if path.is_dir() {
-        let entries =
-            std::fs::read_dir(path).map_err(|e| Failure::Refused(format!("{}: {e}", path.display())))?;
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-                paths.push(p);
-            }
-        }
-        paths.sort();
-    } else {
-        paths.push(path.to_path_buf());
-    }
+    let paths = controlplane::manifest_files(path)
+        .map_err(|e| Failure::Refused(format!("error: {}: {e}", path.display())))?;
     paths
         .iter()
         .map(|p| {
