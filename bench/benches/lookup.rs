@@ -28,6 +28,7 @@ fn table(n: usize) -> TableBytes {
             resource: path.clone(),
             params: param_names(&segments),
             integration: Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] }),
+            limit: None,
         });
     }
     let stage = Stage {
@@ -38,6 +39,7 @@ fn table(n: usize) -> TableBytes {
         variables: vec![],
         routes: tree.finish(routes),
         canary: None,
+        limit: None,
     };
     let t = Table {
         version: 1,
@@ -48,6 +50,8 @@ fn table(n: usize) -> TableBytes {
         stage_names: vec![],
         stages: vec![stage],
         upstreams: vec![],
+        limits: vec![],
+        account_limit: None,
     };
     decode(&encode(&t)).unwrap()
 }

@@ -88,6 +88,20 @@ pub fn compile_deployed(
     }
 
     let mut upstreams: Vec<Upstream> = Vec::new();
+    let mut limits: Vec<table::Limit> = Vec::new();
+    let account_limit = match &manifest.account {
+        Some(doc) => {
+            match doc.value.throttle.as_ref().map(|t| add_limit(&mut limits, stable_id(&["account"]), t)) {
+                Some(Err(e)) => {
+                    errors.at(doc, "throttle", e);
+                    None
+                }
+                Some(Ok(i)) => Some(i),
+                None => None,
+            }
+        }
+        None => None,
+    };
     // Stages in a deterministic order, so the same manifest always gives the same table.
     let mut stage_docs: Vec<&Located<manifest::Stage>> = manifest.stages.iter().collect();
     stage_docs.sort_by(|a, b| (&a.value.api, &a.value.name).cmp(&(&b.value.api, &b.value.name)));
@@ -110,7 +124,8 @@ pub fn compile_deployed(
             errors.at(doc, "name", format!("a second Stage '{}' for Api '{}'", s.name, s.api));
             continue;
         }
-        if let Some(stage) = compile_stage(api, doc, canaries.get(&key), &mut upstreams, &mut errors) {
+        let targets = Targets { upstreams: &mut upstreams, limits: &mut limits };
+        if let Some(stage) = compile_stage(api, doc, canaries.get(&key), targets, &mut errors) {
             stage_index.insert(key, stages.len() as u32);
             stages.push(stage);
         }
@@ -166,7 +181,7 @@ pub fn compile_deployed(
     if !errors.list.is_empty() {
         return Err(errors.list);
     }
-    let table = Table { version, domains, stage_names, stages, upstreams };
+    let table = Table { version, domains, stage_names, stages, upstreams, limits, account_limit };
     // Invariant: whatever the control plane accepts, every data plane can load.
     if let Err(e) = table::decode(&table::encode(&table)) {
         return Err(vec![ManifestError {
@@ -179,13 +194,39 @@ pub fn compile_deployed(
     Ok(table)
 }
 
+/// What stages add to the table-wide lists.
+struct Targets<'a> {
+    upstreams: &'a mut Vec<Upstream>,
+    limits: &'a mut Vec<table::Limit>,
+}
+
+/// Largest rate and burst a throttle may have.
+const MAX_THROTTLE: f64 = 1e9;
+
+/// Adds a throttle (or finds the one with the same id) and returns its index.
+fn add_limit(limits: &mut Vec<table::Limit>, id: u64, t: &manifest::Throttle) -> Result<u32, String> {
+    if !(t.rate.is_finite() && t.rate > 0.0 && t.rate <= MAX_THROTTLE) {
+        return Err(format!("rate must be above 0 and at most {MAX_THROTTLE:e} per second"));
+    }
+    if t.burst as f64 > MAX_THROTTLE {
+        return Err(format!("burst must be at most {MAX_THROTTLE:e}"));
+    }
+    if let Some(i) = limits.iter().position(|l| l.id == id) {
+        return Ok(i as u32);
+    }
+    let interval_ns = ((1e9 / t.rate).round() as u64).max(1);
+    limits.push(table::Limit { id, interval_ns, burst: t.burst });
+    Ok((limits.len() - 1) as u32)
+}
+
 fn compile_stage(
     api: &Located<manifest::Api>,
     doc: &Located<manifest::Stage>,
     canary_api: Option<&Located<manifest::Api>>,
-    upstreams: &mut Vec<Upstream>,
+    targets: Targets<'_>,
     errors: &mut Errors,
 ) -> Option<Stage> {
+    let Targets { upstreams, limits } = targets;
     let s = &doc.value;
     let before = errors.list.len();
     check_variables(doc, "variables", &s.variables, errors);
@@ -194,7 +235,17 @@ fn compile_stage(
         manifest::Protocol::Http => table::Protocol::Http,
         manifest::Protocol::Websocket => table::Protocol::WebSocket,
     };
-    let routes = compile_routes(api, &s.name, &s.variables, upstreams, errors);
+    let limit = match &s.throttle {
+        None => None,
+        Some(t) => match add_limit(limits, stable_id(&[&api.value.name, &s.name, "stage throttle"]), t) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                errors.at(doc, "throttle", e);
+                None
+            }
+        },
+    };
+    let routes = compile_routes(api, &s.name, &s.variables, upstreams, limits, errors);
     let canary = match (&s.canary, canary_api) {
         (None, _) => None,
         (Some(c), None) => {
@@ -216,11 +267,13 @@ fn compile_stage(
             // The canary sees the stage's variables with its own overrides on top.
             let mut variables = s.variables.clone();
             variables.extend(c.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-            compile_routes(canary_api, &s.name, &variables, upstreams, errors).map(|routes| table::Canary {
-                percent_per_million: (c.percent * 10_000.0).round() as u32,
-                deployment: c.deployment.clone(),
-                variables: to_variables(&variables),
-                routes,
+            compile_routes(canary_api, &s.name, &variables, upstreams, limits, errors).map(|routes| {
+                table::Canary {
+                    percent_per_million: (c.percent * 10_000.0).round() as u32,
+                    deployment: c.deployment.clone(),
+                    variables: to_variables(&variables),
+                    routes,
+                }
             })
         }
     };
@@ -235,6 +288,7 @@ fn compile_stage(
         variables: to_variables(&s.variables),
         routes: routes?,
         canary,
+        limit,
     })
 }
 
@@ -265,6 +319,7 @@ fn compile_routes(
     stage: &str,
     variables: &BTreeMap<String, String>,
     upstreams: &mut Vec<Upstream>,
+    limits: &mut Vec<table::Limit>,
     errors: &mut Errors,
 ) -> Option<table::RouteSet> {
     let before = errors.list.len();
@@ -301,6 +356,19 @@ fn compile_routes(
                 continue;
             }
         };
+        // Method throttles are per stage: the same route in two stages has two buckets.
+        let limit = match &route.throttle {
+            None => None,
+            Some(t) => {
+                match add_limit(limits, stable_id(&[&api.value.name, stage, key, "method throttle"]), t) {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        errors.at(api, format!("{path}.throttle"), e);
+                        continue;
+                    }
+                }
+            }
+        };
         if let Err(e) = tree.insert(method, &segments, routes.len() as u32) {
             errors.at(api, path, e.to_string());
             continue;
@@ -311,6 +379,7 @@ fn compile_routes(
             resource: resource.to_string(),
             params,
             integration,
+            limit,
         });
     }
     (errors.list.len() == before).then(|| tree.finish(routes))

@@ -68,8 +68,11 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 5] = [
+    let series: [Series; 6] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
+        ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
+            s.throttled.load(Relaxed)
+        }),
         ("gateway_open_connections", "gauge", "Client connections open.", |s| {
             s.open_connections.load(Relaxed)
         }),

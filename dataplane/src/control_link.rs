@@ -27,12 +27,15 @@ pub struct TablePublisher {
 }
 
 impl TablePublisher {
+    /// `current`: the table the shards start with, if any (its throttles' state carries over
+    /// to the first table from the control plane).
     pub fn new(
         senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
         shards: Vec<Arc<ShardStats>>,
         admin: Arc<AdminState>,
+        current: Option<Arc<LoadedTable>>,
     ) -> Self {
-        TablePublisher { senders, shards, admin, current: None }
+        TablePublisher { senders, shards, admin, current }
     }
 
     /// Sends the table to every shard; each swaps at its next tick. Returns the table it
@@ -64,7 +67,7 @@ pub struct LinkConfig {
 pub fn load_persisted(state_dir: &Path) -> Option<LoadedTable> {
     let path = state_dir.join("table.bin");
     let bytes = std::fs::read(&path).ok()?;
-    match LoadedTable::load(&bytes) {
+    match LoadedTable::load(&bytes, None) {
         Ok(table) => Some(table),
         Err(e) => {
             eprintln!("warning: ignoring persisted table {}: {e}", path.display());
@@ -120,7 +123,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
     ack(&mut client, config, publisher).await?;
     while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
         let started = Instant::now();
-        let table = match LoadedTable::load(&update.table) {
+        let table = match LoadedTable::load(&update.table, publisher.current.as_deref()) {
             Ok(table) => Arc::new(table),
             Err(e) => {
                 // The control plane verifies tables before publishing, so this is a bug or a

@@ -24,6 +24,8 @@ pub enum Kind {
     IntegrationFailure,
     /// No routing table is loaded yet.
     NotReady,
+    /// A throttle (method, stage or account) has no token left.
+    Throttled,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
                 (502, br#"{"message":"Internal server error"}"#, Some(b"InternalServerErrorException"))
             }
             Kind::NotReady => (503, br#"{"message":"Service Unavailable"}"#, None),
+            Kind::Throttled => (429, br#"{"message":"Too Many Requests"}"#, Some(b"ThrottlingException")),
         }
     }
 }

@@ -8,6 +8,7 @@ mod conn;
 pub mod control_link;
 mod gateway_response;
 pub mod http1;
+pub mod limit;
 pub mod loaded_table;
 mod mock;
 mod pipeline;

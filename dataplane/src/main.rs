@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<(), String> {
         None => None,
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-            let table = LoadedTable::load(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let table = LoadedTable::load(&bytes, None).map_err(|e| format!("{}: {e}", path.display()))?;
             eprintln!(
                 "loaded table version {} ({} bytes, {} stage(s)) from {}",
                 table.get().version,
@@ -191,7 +191,12 @@ fn run(cli: Cli) -> Result<(), String> {
 
     if let Some(url) = cli.control_plane.clone() {
         let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
-        let publisher = control_link::TablePublisher::new(update_senders, stats.clone(), admin_state.clone());
+        let publisher = control_link::TablePublisher::new(
+            update_senders,
+            stats.clone(),
+            admin_state.clone(),
+            table.clone(),
+        );
         let config = control_link::LinkConfig { url, id, state_dir: cli.state_dir.clone() };
         std::thread::Builder::new()
             .name("control-link".into())

@@ -2,8 +2,9 @@
 //!
 //! 1. route: host and base path pick the stage, a canary roll picks the deployment, the path
 //!    and method pick the route;
-//! 2. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
-//! 3. response: written to the connection's output buffer with the common headers.
+//! 2. throttle: method, stage and account token buckets (shared by all shards), 429 when empty;
+//! 3. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
+//! 4. response: written to the connection's output buffer with the common headers.
 //!
 //! Phases added later (authorizers, throttling, validation, cache, metrics) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
@@ -12,6 +13,7 @@ use crate::gateway_response::{self, Kind};
 use crate::http1::head::Head;
 use crate::http1::response::Common;
 use crate::shard::Shard;
+use crate::stats::ShardStats;
 use crate::upstream::UpstreamBuffers;
 use proto::lookup::{self, Captures};
 use proto::table::{ArchivedIntegration, ArchivedProtocol, Method};
@@ -67,6 +69,16 @@ pub async fn handle(
         return gateway_response::write(out, kind, &common);
     };
     let route = &routes.routes[route_index as usize];
+    // Throttles, in AWS order: method, stage, account.
+    let limits = [
+        route.limit.as_ref().map(|l| l.to_native()),
+        stage.limit.as_ref().map(|l| l.to_native()),
+        table.get().account_limit.as_ref().map(|l| l.to_native()),
+    ];
+    if !table.admit(&limits) {
+        ShardStats::add(&shard.stats.throttled, 1);
+        return gateway_response::write(out, Kind::Throttled, &common);
+    }
     let request = Request { head, body, peer, request_id: &request_id };
     match &route.integration {
         ArchivedIntegration::Mock(mock) => crate::mock::respond(mock, out, &common),

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 #[repr(align(128))]
 pub struct ShardStats {
     pub requests: AtomicU64,
+    /// Requests refused by a throttle (429).
+    pub throttled: AtomicU64,
     pub open_connections: AtomicU64,
     pub accepted_connections: AtomicU64,
     /// Upstream requests sent on a pooled keep-alive connection.

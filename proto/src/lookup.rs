@@ -260,6 +260,7 @@ mod tests {
                 resource: path.to_string(),
                 params: param_names(&segments),
                 integration: mock(),
+                limit: None,
             });
         }
         Stage {
@@ -270,6 +271,7 @@ mod tests {
             variables: vec![],
             routes: tree.finish(routes),
             canary: None,
+            limit: None,
         }
     }
 
@@ -289,6 +291,8 @@ mod tests {
             stage_names: vec![StageName { api: "petstore".into(), stage: "prod".into(), index: 0 }],
             stages: vec![stage(keys)],
             upstreams: vec![],
+            limits: vec![],
+            account_limit: None,
         };
         decode(&encode(&t)).unwrap()
     }

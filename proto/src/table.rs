@@ -33,6 +33,21 @@ pub struct Table {
     pub stages: Vec<Stage>,
     /// Every upstream host the integrations call, referred to by index.
     pub upstreams: Vec<Upstream>,
+    /// Every throttle (token bucket) of the table, referred to by index.
+    pub limits: Vec<Limit>,
+    /// The account-wide throttle (AWS: per account and region), index into `limits`.
+    pub account_limit: Option<u32>,
+}
+
+/// A token bucket: `burst` requests at once, refilled at one per `interval_ns`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Limit {
+    /// Stable id: the same throttle keeps its state across table versions, even when its
+    /// rate or burst changes.
+    pub id: u64,
+    /// Nanoseconds per token (1e9 / rate).
+    pub interval_ns: u64,
+    pub burst: u64,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -83,6 +98,8 @@ pub struct Stage {
     pub routes: RouteSet,
     /// A canary: a share of requests served by another deployment, with its own variables.
     pub canary: Option<Canary>,
+    /// The stage throttle, index into [`Table::limits`].
+    pub limit: Option<u32>,
 }
 
 /// The routes of one deployment as a stage serves them.
@@ -249,6 +266,8 @@ pub struct Route {
     /// Names of the path parameters in the order they appear in the path.
     pub params: Vec<String>,
     pub integration: Integration,
+    /// The method throttle on this stage, index into [`Table::limits`].
+    pub limit: Option<u32>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -360,7 +379,7 @@ pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
     Ok(TableBytes { bytes: aligned })
 }
 
-fn check_route_set(set: &ArchivedRouteSet, upstreams: usize) -> Result<(), String> {
+fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> Result<(), String> {
     let nodes = set.nodes.len();
     let routes = set.routes.len();
     if nodes == 0 {
@@ -387,6 +406,9 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize) -> Result<(), Strin
         }
     }
     for route in set.routes.iter() {
+        if route.limit.as_ref().is_some_and(|l| l.to_native() as usize >= limits) {
+            return Err(format!("route {} has a missing throttle", route.key));
+        }
         if route.params.len() > MAX_PARAMS {
             return Err(format!("route {} has too many parameters", route.key));
         }
@@ -421,14 +443,25 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
             return Err(format!("stage name {}/{} points nowhere", name.api, name.stage));
         }
     }
+    let limits = table.limits.len();
+    if table.limits.iter().any(|l| l.interval_ns.to_native() == 0) {
+        return Err("a throttle with no refill interval".into());
+    }
+    if table.account_limit.as_ref().is_some_and(|l| l.to_native() as usize >= limits) {
+        return Err("the account throttle is missing".into());
+    }
     for stage in table.stages.iter() {
         let name = format!("{}/{}", stage.api, stage.name);
-        check_route_set(&stage.routes, upstreams).map_err(|e| format!("stage {name}: {e}"))?;
+        if stage.limit.as_ref().is_some_and(|l| l.to_native() as usize >= limits) {
+            return Err(format!("stage {name} has a missing throttle"));
+        }
+        check_route_set(&stage.routes, upstreams, limits).map_err(|e| format!("stage {name}: {e}"))?;
         if let Some(canary) = stage.canary.as_ref() {
             if canary.percent_per_million.to_native() > 1_000_000 {
                 return Err(format!("stage {name}: canary share above 100%"));
             }
-            check_route_set(&canary.routes, upstreams).map_err(|e| format!("stage {name} canary: {e}"))?;
+            check_route_set(&canary.routes, upstreams, limits)
+                .map_err(|e| format!("stage {name} canary: {e}"))?;
         }
     }
     Ok(())

@@ -42,6 +42,7 @@ fn stage_and_route_lookup_do_not_allocate() {
             resource: p.into(),
             params: param_names(&segs),
             integration,
+            limit: None,
         });
     }
     let stage = Stage {
@@ -52,6 +53,7 @@ fn stage_and_route_lookup_do_not_allocate() {
         variables: vec![],
         routes: tree.finish(routes),
         canary: None,
+        limit: None,
     };
     let table = Table {
         version: 1,
@@ -62,6 +64,8 @@ fn stage_and_route_lookup_do_not_allocate() {
         stage_names: vec![StageName { api: "a".into(), stage: "s".into(), index: 0 }],
         stages: vec![stage],
         upstreams: vec![],
+        limits: vec![],
+        account_limit: None,
     };
     let bytes = decode(&encode(&table)).unwrap();
     let t = bytes.get();

@@ -8,6 +8,7 @@ mod lifecycle;
 mod loadgen;
 mod proxy;
 mod routing;
+mod throttle;
 
 /// A manifest exercising every integration kind, with the origin's port as a stage variable.
 pub fn manifest(origin: std::net::SocketAddr) -> String {
