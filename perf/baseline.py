@@ -70,7 +70,8 @@ http {
   limit_req_zone $binary_remote_addr zone=stage:1m rate=10000r/s;
   server {
     listen 127.0.0.1:%(port)d reuseport;
-    location = /health { limit_req zone=stage burst=5000 nodelay; limit_req_status 429; return 200 'ok'; }
+    # Served as a static file: `return` would answer before limit_req's phase runs.
+    location = /health { limit_req zone=stage burst=5000 nodelay; limit_req_status 429; root %(dir)s; try_files /health.txt =404; }
   }
 }
 """
@@ -229,6 +230,8 @@ def main():
             else:
                 with open(os.path.join(work, "nginx-limited.conf"), "w") as f:
                     f.write(NGINX_LIMITED % {"dir": work, "port": port})
+                with open(os.path.join(work, "health.txt"), "w") as f:
+                    f.write("ok")
                 cmd = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", os.path.join(work, "nginx-limited.conf"),
                        "-g", "daemon off;"]
             with Server(name, cmd, port):
