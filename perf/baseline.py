@@ -168,6 +168,8 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
                         "bench"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="gw-baseline-")
+    # nginx workers run as an unprivileged user and serve a file from here.
+    os.chmod(work, 0o755)
     origin_port = free_port()
     origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
                                f"127.0.0.1:{origin_port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
