@@ -48,17 +48,30 @@ fn a_burst_from_idle_admits_the_burst_across_shards() {
     assert_eq!(throttled, count(&r, "429") + 1);
 }
 
-#[test]
-fn twice_the_rate_admits_rate_times_duration_plus_burst() {
-    let dp = Dataplane::start(&manifest("throttle: { rate: 500, burst: 100 }", "", ""));
+/// 2x the rate for 4 s admits rate x duration + burst within 1%, with 2 or 4 shards and the
+/// load on 32 connections or on one.
+fn twice_the_rate(shards: usize, connections: &str) {
+    let options = DataplaneOptions { shards, ..DataplaneOptions::default() };
+    let dp = Dataplane::start_with(&manifest("throttle: { rate: 500, burst: 100 }", "", ""), options);
     let url = format!("http://{}/ok", dp.addr);
-    let r = bench(&["steady", "--rate", "1000", "--duration", "4", "--connections", "32", &url]);
+    let r = bench(&["steady", "--rate", "1000", "--duration", "4", "--connections", connections, &url]);
     assert_eq!(r["completed"], 4000);
     // 100 at once, then 500/s until the last offered request at 3.999 s.
     let ok = count(&r, "2xx") as f64;
     let expected = 100.0 + 500.0 * 3.999;
     assert!((ok - expected).abs() <= expected * 0.01, "admitted {ok}, expected {expected:.0} within 1%");
     assert_eq!(count(&r, "2xx") + count(&r, "429"), 4000);
+}
+
+#[test]
+fn twice_the_rate_admits_rate_times_duration_plus_burst() {
+    twice_the_rate(2, "32");
+}
+
+#[test]
+fn twice_the_rate_on_four_shards_and_on_one_connection() {
+    twice_the_rate(4, "32");
+    twice_the_rate(4, "1");
 }
 
 #[test]
