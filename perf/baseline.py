@@ -18,7 +18,6 @@ Alternating rounds; medians. Writes perf/results/<date>-<commit>-baseline.{md,js
 """
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -31,10 +30,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from http1_vs_nginx import (BODY, LOAD_CPU, MANIFEST, NGINX, SERVER_CPU, TICKS, Server, cpu_ticks,  # noqa: E402
-                            ensure_tools, free_port, wait_port)
+from harness import (LOAD_CPU, ROOT, SERVER_CPU, TICKS, Server, cpu_ticks, ensure_tools, free_port,  # noqa: E402
+                     run_id, wait_port, write_results)
+from http1_vs_nginx import BODY, MANIFEST, NGINX  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 # Enough to keep the offered load open at 10,000/s with sub-millisecond answers (1,250/s each),
 # few enough that the generator's threads do not crowd the origin on the load core.
@@ -292,9 +291,7 @@ def main():
                 "rps": med(x["achieved_rate"] for x in runs),
                 "cpu_us_per_req": med(x["cpu_us_per_req"] for x in runs),
             }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    date = datetime.date.today().isoformat()
+    date, commit = run_id()
     direct = summary["steady"]["direct"]
     lines = [f"# Baseline: 10,000 req/s and max throughput beside nginx and HAProxy, {date}, commit {commit}", "",
              f"Servers on cpu {SERVER_CPU} (one worker/shard each); `bench` and the origin on cpu {LOAD_CPU}; "
@@ -336,15 +333,8 @@ def main():
         per = ", ".join(str(x) for x in l["overload_2xx_per_second"])
         lines.append(f"| {name} | {l['overload_offered_rate']:.0f} | {l['overload_2xx']} | {per} |")
     lines.append("")
-    out_dir = os.path.join(ROOT, "perf", "results")
-    os.makedirs(out_dir, exist_ok=True)
-    base = os.path.join(out_dir, f"{date}-{commit}-baseline")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(base + ".json", "w") as f:
-        json.dump({"date": date, "commit": commit, "summary": summary}, f, indent=1)
+    base = write_results("baseline", date, commit, lines, {"summary": summary})
     svg_chart(summary, base + ".svg")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ Writes perf/results/<date>-<commit>-control-plane.{md,json}. Usage:
 """
 
 import argparse
-import datetime
-import json
 import os
 import re
 import shutil
@@ -25,9 +23,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from http1_vs_nginx import free_port, wait_port  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import ROOT, free_port, run_id, wait_port, write_results  # noqa: E402
 
 
 def manifest(routes, body):
@@ -97,9 +93,7 @@ def main():
         cp.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    date = datetime.date.today().isoformat()
+    date, commit = run_id()
     lines = [
         f"# Config changes end to end, {date}, commit {commit}",
         "",
@@ -116,14 +110,7 @@ def main():
         lines.append(f"| {routes:,} | {len(r['rounds'])} | {r['apply_ms_median']:.0f} | {r['wait_ms_median']:.0f} | "
                      f"{r['wait_ms_max']:.0f} | {r['swap_max_ms']:.3f} |")
     lines.append("")
-    out_dir = os.path.join(ROOT, "perf", "results")
-    os.makedirs(out_dir, exist_ok=True)
-    base = os.path.join(out_dir, f"{date}-{commit}-control-plane")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(base + ".json", "w") as f:
-        json.dump({"date": date, "commit": commit, "results": results}, f, indent=1)
-    print("\n".join(lines))
+    write_results("control-plane", date, commit, lines, {"results": results})
 
 
 if __name__ == "__main__":

@@ -17,23 +17,17 @@ Writes perf/results/<date>-<commit>-http1.{md,json}. Usage:
 """
 
 import argparse
-import datetime
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICKS = os.sysconf("SC_CLK_TCK")
-SERVER_CPU = "0"
-LOAD_CPU = "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (LOAD_CPU, ROOT, SERVER_CPU, TICKS, Server, cpu_ticks, ensure_tools,  # noqa: E402,F401
+                     free_port, run_id, wait_port, write_results)
 BODY = '{"status":"ok"}'
 
 MANIFEST = """
@@ -74,53 +68,6 @@ http {
 """
 
 
-def ensure_tools():
-    missing = [t for t in ("wrk", "nginx") if shutil.which(t) is None and not os.path.exists("/usr/sbin/" + t)]
-    if missing:
-        print("installing", " ".join(missing), "from apt", file=sys.stderr)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        pkgs = ["wrk" if m == "wrk" else "nginx-light" for m in missing]
-        subprocess.run(["apt-get", "install", "-y", "-qq"] + pkgs, check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
-
-
-def cpu_ticks(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def child_pids(pid):
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
-    except OSError:
-        return []
-
-
 def wrk(url, duration, connections):
     cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -137,31 +84,6 @@ def wrk(url, duration, connections):
         "socket_errors": socket_errors.group(1) if socket_errors else "",
         "p99_us": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
     }
-
-
-class Server:
-    def __init__(self, name, cmd, port, pids_of=None):
-        self.name, self.cmd, self.port = name, cmd, port
-        self.proc = None
-        self.pids_of = pids_of
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + self.cmd,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        time.sleep(0.3)
-        return self
-
-    def pids(self):
-        return [self.proc.pid] + child_pids(self.proc.pid)
-
-    def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def measure(server, path, duration, connections):
@@ -230,9 +152,7 @@ def main():
         origin.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    date = datetime.date.today().isoformat()
+    date, commit = run_id()
     summary = {}
     lines = [
         f"# HTTP/1.1 data plane vs nginx, {date}, commit {commit}",
@@ -261,16 +181,7 @@ def main():
             lines.append(f"| {route} | {name} | {rps:.0f} | {cpu:.2f} | {ratio_cpu:.2f}x | {ratio_rps:.2f}x | "
                          f"{p99:.0f} | {non2xx} |")
     lines.append("")
-    out_dir = os.path.join(ROOT, "perf", "results")
-    os.makedirs(out_dir, exist_ok=True)
-    base = os.path.join(out_dir, f"{date}-{commit}-http1")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines))
-    with open(base + ".json", "w") as f:
-        json.dump({"date": date, "commit": commit, "args": vars(args), "summary": summary, "rounds": results}, f,
-                  indent=1)
-    print("\n".join(lines))
-    print(f"wrote {base}.md and .json")
+    write_results("http1", date, commit, lines, {"args": vars(args), "summary": summary, "rounds": results})
 
 
 if __name__ == "__main__":
