@@ -29,6 +29,7 @@ fn table(n: usize) -> TableBytes {
             params: param_names(&segments),
             integration: Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] }),
             limit: None,
+            api_key_required: false,
         });
     }
     let stage = Stage {
@@ -52,6 +53,8 @@ fn table(n: usize) -> TableBytes {
         upstreams: vec![],
         limits: vec![],
         account_limit: None,
+        plans: vec![],
+        api_keys: vec![],
     };
     decode(&encode(&t)).unwrap()
 }

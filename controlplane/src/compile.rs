@@ -34,12 +34,12 @@ pub fn stable_id(parts: &[&str]) -> u64 {
     hash
 }
 
-struct Errors {
-    list: Vec<ManifestError>,
+pub(crate) struct Errors {
+    pub(crate) list: Vec<ManifestError>,
 }
 
 impl Errors {
-    fn at<T>(&mut self, doc: &Located<T>, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn at<T>(&mut self, doc: &Located<T>, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         self.list.push(ManifestError {
             file: doc.file.clone(),
@@ -50,7 +50,7 @@ impl Errors {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -173,6 +173,9 @@ pub fn compile_deployed(
     }
     domains.sort_by(|a, b| a.host.cmp(&b.host));
 
+    let (plans, api_keys) =
+        crate::usage_plans::compile(manifest, &stages, &stage_index, &mut limits, &mut errors);
+
     let stage_names = stage_index
         .iter()
         .map(|((api, stage), &index)| StageName { api: api.clone(), stage: stage.clone(), index })
@@ -181,7 +184,8 @@ pub fn compile_deployed(
     if !errors.list.is_empty() {
         return Err(errors.list);
     }
-    let table = Table { version, domains, stage_names, stages, upstreams, limits, account_limit };
+    let table =
+        Table { version, domains, stage_names, stages, upstreams, limits, account_limit, plans, api_keys };
     // Invariant: whatever the control plane accepts, every data plane can load.
     if let Err(e) = table::decode(&table::encode(&table)) {
         return Err(vec![ManifestError {
@@ -203,14 +207,24 @@ struct Targets<'a> {
 /// Largest rate and burst a throttle may have.
 const MAX_THROTTLE: f64 = 1e9;
 
-/// Adds a throttle (or finds the one with the same id) and returns its index.
-fn add_limit(limits: &mut Vec<table::Limit>, id: u64, t: &manifest::Throttle) -> Result<u32, String> {
+/// Why a throttle's numbers are out of range, if they are.
+pub(crate) fn check_throttle(t: &manifest::Throttle) -> Result<(), String> {
     if !(t.rate.is_finite() && t.rate > 0.0 && t.rate <= MAX_THROTTLE) {
         return Err(format!("rate must be above 0 and at most {MAX_THROTTLE:e} per second"));
     }
     if t.burst as f64 > MAX_THROTTLE {
         return Err(format!("burst must be at most {MAX_THROTTLE:e}"));
     }
+    Ok(())
+}
+
+/// Adds a throttle (or finds the one with the same id) and returns its index.
+pub(crate) fn add_limit(
+    limits: &mut Vec<table::Limit>,
+    id: u64,
+    t: &manifest::Throttle,
+) -> Result<u32, String> {
+    check_throttle(t)?;
     if let Some(i) = limits.iter().position(|l| l.id == id) {
         return Ok(i as u32);
     }
@@ -380,6 +394,7 @@ fn compile_routes(
             params,
             integration,
             limit,
+            api_key_required: route.api_key_required,
         });
     }
     (errors.list.len() == before).then(|| tree.finish(routes))

@@ -2,8 +2,10 @@
 //!
 //! - [`manifest`]: the YAML object model and its strict, located parsing.
 //! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked.
+//! - [`usage_plans`]: usage plans and API keys into the table (per-key buckets, quotas).
 //! - [`state`]: the desired state and the operations on it (apply, delete, deploy, rollback).
 //! - [`store`]: durable storage of the state (atomic replace with fsync).
+//! - [`usage`]: durable quota usage reported by the data planes (fsynced log + snapshot).
 //! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
 pub mod compile;
@@ -11,6 +13,8 @@ pub mod manifest;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod usage;
+pub mod usage_plans;
 
 use manifest::{Manifest, ManifestError};
 use std::path::{Path, PathBuf};

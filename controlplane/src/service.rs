@@ -8,8 +8,11 @@
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::state::{Change, Outcome, Refusal, State};
 use crate::store::Store;
+use crate::usage::{self, UsageStore};
+use crate::usage_plans::quota_rule;
 use proto::grpc;
 use proto::grpc::control_server::Control;
+use proto::quota::Rule;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,6 +41,7 @@ pub struct ControlService {
     state: tokio::sync::Mutex<State>,
     published: watch::Sender<Published>,
     dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
+    usage: Arc<Mutex<UsageStore>>,
 }
 
 fn now_ms() -> u64 {
@@ -94,7 +98,9 @@ impl ControlService {
         })?;
         let published = Published { version: state.version, bytes: Arc::new(proto::table::encode(&table)) };
         let (tx, _) = watch::channel(published);
+        let usage = UsageStore::open(store.dir()).map_err(|e| format!("loading usage: {e}"))?;
         Ok(ControlService {
+            usage: Arc::new(Mutex::new(usage)),
             store,
             state: tokio::sync::Mutex::new(state),
             published: tx,
@@ -337,6 +343,140 @@ impl Control for ControlService {
         info.last_seen_ms = now_ms();
         info.shards = req.shards.iter().map(|s| (s.shard, s.version)).collect();
         Ok(Response::new(grpc::AckResponse {}))
+    }
+
+    async fn report_usage(
+        &self,
+        req: Request<grpc::UsageReport>,
+    ) -> Result<Response<grpc::UsageTotals>, Status> {
+        let req = req.into_inner();
+        let entries = req
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.plan, e.period_start, e.requests.max(0) as u64))
+            .collect();
+        let store = self.usage.clone();
+        // The append is fsynced: off the async workers.
+        let latest = tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().map_err(|_| "usage lock poisoned".to_string())?;
+            store.report(&req.instance, req.sequence, entries)?;
+            Ok::<_, String>(store.latest())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::unavailable)?;
+        let entries = latest
+            .into_iter()
+            .map(|((key, plan, period_start), requests)| grpc::UsageEntry {
+                key,
+                plan,
+                period_start,
+                requests,
+            })
+            .collect();
+        Ok(Response::new(grpc::UsageTotals { entries }))
+    }
+
+    async fn get_usage(
+        &self,
+        req: Request<grpc::GetUsageRequest>,
+    ) -> Result<Response<grpc::GetUsageResponse>, Status> {
+        let req = req.into_inner();
+        let keys = self.quota_keys(&req.name).await?;
+        let store = self.usage.lock().map_err(|_| Status::internal("usage lock poisoned"))?;
+        let to = if req.to == 0 { i64::MAX } else { req.to };
+        let mut rows = Vec::new();
+        for (key, plan, rule) in &keys {
+            let current = rule.index(usage::now_s());
+            let stored =
+                store.periods().filter(|((k, p, _), _)| k == key && p == plan).map(|((_, _, s), _)| *s);
+            let mut starts: Vec<i64> = stored.chain([rule.start(current)]).collect();
+            starts.sort_unstable();
+            starts.dedup();
+            for start in starts {
+                let index = rule.index(start);
+                let end = rule.start(index + 1);
+                if end <= req.from || start >= to {
+                    continue;
+                }
+                rows.push(usage_row(key, plan, rule, index, store.counts(key, plan, start)));
+            }
+        }
+        Ok(Response::new(grpc::GetUsageResponse { rows }))
+    }
+
+    async fn adjust_usage(
+        &self,
+        req: Request<grpc::AdjustUsageRequest>,
+    ) -> Result<Response<grpc::GetUsageResponse>, Status> {
+        let req = req.into_inner();
+        let keys = self.quota_keys(&req.key).await?;
+        let Some((key, plan, rule)) = keys.into_iter().find(|(k, _, _)| *k == req.key) else {
+            return Err(Status::failed_precondition(format!(
+                "'{}' is not an API key whose usage plan has a quota",
+                req.key
+            )));
+        };
+        let store = self.usage.clone();
+        let row = tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().map_err(|_| "usage lock poisoned".to_string())?;
+            let index = rule.index(usage::now_s());
+            let start = rule.start(index);
+            let mut delta = -(req.grant.min(i64::MAX as u64) as i64);
+            if req.reset {
+                delta -= store.counts(&key, &plan, start).effective();
+            }
+            store.adjust(&key, &plan, start, delta)?;
+            Ok::<_, String>(usage_row(&key, &plan, &rule, index, store.counts(&key, &plan, start)))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::unavailable)?;
+        Ok(Response::new(grpc::GetUsageResponse { rows: vec![row] }))
+    }
+}
+
+fn usage_row(key: &str, plan: &str, rule: &Rule, index: u64, counts: usage::Counts) -> grpc::UsageRow {
+    let limit = rule.limit_in(index);
+    grpc::UsageRow {
+        key: key.to_string(),
+        plan: plan.to_string(),
+        period_start: rule.start(index),
+        period_end: rule.start(index + 1),
+        used: counts.used,
+        adjustment: counts.adjustment,
+        limit,
+        remaining: limit as i64 - counts.effective(),
+    }
+}
+
+impl ControlService {
+    /// `(key, plan, quota)` of the key named `name`, or of every key of the plan named `name`,
+    /// for keys whose plan has a quota.
+    async fn quota_keys(&self, name: &str) -> Result<Vec<(String, String, Rule)>, Status> {
+        use crate::state::Document;
+        let state = self.state.lock().await;
+        let docs = || state.objects.values().map(|o| &o.doc);
+        let plan_rule = |plan: &str| {
+            docs().find_map(|d| match d {
+                Document::UsagePlan(p) if p.name == plan => p.quota.as_ref().and_then(|q| quota_rule(q).ok()),
+                _ => None,
+            })
+        };
+        let is_plan = docs().any(|d| matches!(d, Document::UsagePlan(p) if p.name == name));
+        let is_key = docs().any(|d| matches!(d, Document::ApiKey(k) if k.name == name));
+        if !is_plan && !is_key {
+            return Err(Status::not_found(format!("no ApiKey or UsagePlan named '{name}'")));
+        }
+        Ok(docs()
+            .filter_map(|d| match d {
+                Document::ApiKey(k) if k.name == name || (!is_key && k.plan.as_deref() == Some(name)) => {
+                    let plan = k.plan.clone()?;
+                    Some((k.name.clone(), plan.clone(), plan_rule(&plan)?))
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
 

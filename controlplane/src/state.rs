@@ -160,10 +160,6 @@ pub fn deployment_id(api: &manifest::Api) -> String {
     digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash_key(value: &str) -> String {
-    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl State {
     /// The objects as a manifest, plus the API snapshot each stage is deployed with.
     fn manifest(&self) -> (Manifest, compile::DeployedApis, compile::DeployedApis) {
@@ -240,23 +236,39 @@ impl State {
         for p in &manifest.usage_plans {
             incoming.push(stored(p, Document::UsagePlan(p.value.clone())));
         }
+        let mut key_errors = Vec::new();
         for k in &manifest.api_keys {
             let mut key_doc = k.value.clone();
             let k_key = key("ApiKey", &key_doc.name);
             // Keys are stored hashed. Without a value, keep the stored one or generate one,
             // shown once.
             key_doc.value = match key_doc.value.take() {
-                Some(v) => Some(format!("sha256:{}", hash_key(&v))),
+                Some(v) => match crate::usage_plans::stored_value(&v) {
+                    Ok(stored) => Some(stored),
+                    Err(message) => {
+                        let line = Some(k.line_of("value"));
+                        key_errors.push(ManifestError {
+                            file: k.file.clone(),
+                            line,
+                            path: "value".into(),
+                            message,
+                        });
+                        None
+                    }
+                },
                 None => match next.objects.get(&k_key).map(|o| &o.doc) {
                     Some(Document::ApiKey(old)) => old.value.clone(),
                     _ => {
                         let v = generate_key(&key_doc.name, now_ms);
                         generated_keys.push((key_doc.name.clone(), v.clone()));
-                        Some(format!("sha256:{}", hash_key(&v)))
+                        crate::usage_plans::stored_value(&v).ok()
                     }
                 },
             };
             incoming.push(stored(k, Document::ApiKey(key_doc)));
+        }
+        if !key_errors.is_empty() {
+            return Err(Refusal::Invalid(key_errors));
         }
 
         let mut changed_apis: Vec<String> = Vec::new();
@@ -531,14 +543,28 @@ mod tests {
 
     #[test]
     fn api_keys_are_stored_hashed() {
-        let m = manifest("kind: ApiKey\nname: k\nvalue: secret\n---\nkind: ApiKey\nname: g\n");
+        let m = manifest(
+            "kind: ApiKey\nname: k\nvalue: secret-value-of-twenty-chars\n---\nkind: ApiKey\nname: g\n",
+        );
         let out = State::default().apply(&m, 1).unwrap();
         let json = serde_json::to_string(&out.state).unwrap();
-        assert!(!json.contains("secret"));
+        assert!(!json.contains("secret-value"));
         assert_eq!(out.generated_keys.len(), 1);
         assert!(!json.contains(&out.generated_keys[0].1));
         // Re-applying a key without a value keeps the stored one and shows nothing.
         let again = out.state.apply(&manifest("kind: ApiKey\nname: g\n"), 2).unwrap();
         assert!(again.generated_keys.is_empty());
+        // The stored form (its hash) re-applies unchanged: how `keys disable` rewrites a key.
+        let Some(Document::ApiKey(k)) = again.state.objects.get("ApiKey/k").map(|o| &o.doc) else {
+            panic!("stored")
+        };
+        let doc = format!("kind: ApiKey\nname: k\nvalue: {}\n", k.value.clone().unwrap());
+        let same = again.state.apply(&manifest(&doc), 3).unwrap();
+        assert_eq!(same.changes[0].action, "unchanged");
+        // Too short to be an AWS key: refused, located.
+        match State::default().apply(&manifest("kind: ApiKey\nname: s\nvalue: short\n"), 1) {
+            Err(Refusal::Invalid(errors)) => assert_eq!(errors[0].line, Some(3)),
+            _ => panic!("accepted a 5-character key"),
+        }
     }
 }

@@ -23,6 +23,10 @@ impl Store {
         Ok(Store { dir: dir.to_path_buf() })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self) -> PathBuf {
         self.dir.join("state.json")
     }

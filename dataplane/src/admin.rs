@@ -68,10 +68,16 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 6] = [
+    let series: [Series; 8] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
+        }),
+        ("gateway_quota_exceeded_total", "counter", "Requests refused by a usage plan quota.", |s| {
+            s.quota_exceeded.load(Relaxed)
+        }),
+        ("gateway_forbidden_api_key_total", "counter", "API-key requests without a valid key.", |s| {
+            s.forbidden.load(Relaxed)
         }),
         ("gateway_open_connections", "gauge", "Client connections open.", |s| {
             s.open_connections.load(Relaxed)

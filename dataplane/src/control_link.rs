@@ -8,6 +8,7 @@
 use crate::admin::AdminState;
 use crate::loaded_table::LoadedTable;
 use crate::stats::ShardStats;
+use crate::usage_report::CurrentTable;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,10 @@ pub struct TablePublisher {
     senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
     shards: Vec<Arc<ShardStats>>,
     admin: Arc<AdminState>,
-    /// The table last published. Holding it means the previous table's last reference is
-    /// dropped here, off the shards, once they have swapped (freeing a large table takes
-    /// time a shard should spend on requests).
-    current: Option<Arc<LoadedTable>>,
+    /// The table last published (shared with the usage reporter). Holding it means the
+    /// previous table's last reference is dropped here, off the shards, once they have
+    /// swapped (freeing a large table takes time a shard should spend on requests).
+    current: CurrentTable,
 }
 
 impl TablePublisher {
@@ -33,7 +34,7 @@ impl TablePublisher {
         senders: Vec<crossbeam_channel::Sender<Arc<LoadedTable>>>,
         shards: Vec<Arc<ShardStats>>,
         admin: Arc<AdminState>,
-        current: Option<Arc<LoadedTable>>,
+        current: CurrentTable,
     ) -> Self {
         TablePublisher { senders, shards, admin, current }
     }
@@ -48,7 +49,14 @@ impl TablePublisher {
         }
         self.admin.table_version.store(version, Ordering::Relaxed);
         self.admin.ready.store(true, Ordering::Relaxed);
-        self.current.replace(table)
+        match self.current.lock() {
+            Ok(mut current) => current.replace(table),
+            Err(_) => None,
+        }
+    }
+
+    fn current(&self) -> Option<Arc<LoadedTable>> {
+        self.current.lock().ok().and_then(|c| c.clone())
     }
 
     /// The version each shard serves.
@@ -123,7 +131,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
     ack(&mut client, config, publisher).await?;
     while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
         let started = Instant::now();
-        let table = match LoadedTable::load(&update.table, publisher.current.as_deref()) {
+        let table = match LoadedTable::load(&update.table, publisher.current().as_deref()) {
             Ok(table) => Arc::new(table),
             Err(e) => {
                 // The control plane verifies tables before publishing, so this is a bug or a

@@ -24,8 +24,12 @@ pub enum Kind {
     IntegrationFailure,
     /// No routing table is loaded yet.
     NotReady,
-    /// A throttle (method, stage or account) has no token left.
+    /// A throttle (usage plan, method, stage or account) has no token left.
     Throttled,
+    /// The route requires an API key and the request has none that opens this stage.
+    InvalidApiKey,
+    /// The API key's usage plan quota for this period is used up.
+    QuotaExceeded,
 }
 
 impl Kind {
@@ -52,6 +56,8 @@ impl Kind {
             }
             Kind::NotReady => (503, br#"{"message":"Service Unavailable"}"#, None),
             Kind::Throttled => (429, br#"{"message":"Too Many Requests"}"#, Some(b"ThrottlingException")),
+            Kind::InvalidApiKey => (403, br#"{"message":"Forbidden"}"#, Some(b"ForbiddenException")),
+            Kind::QuotaExceeded => (429, br#"{"message":"Limit Exceeded"}"#, Some(b"LimitExceededException")),
         }
     }
 }

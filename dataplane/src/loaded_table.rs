@@ -1,8 +1,11 @@
 //! A validated routing table plus what the data plane derives from it once, off the shards:
-//! the resolved address of every upstream, and the shared state of every throttle.
+//! the resolved address of every upstream, and the shared state of every throttle and quota.
 
-use crate::limit;
+use crate::{limit, quota};
+use proto::lookup;
+use proto::quota as quota_rule;
 use proto::table::{self, ArchivedTable, TableBytes};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -13,6 +16,19 @@ pub struct LoadedTable {
     pub upstream_addrs: Vec<Option<SocketAddr>>,
     /// Throttle state per limit index, shared by all shards.
     pub limits: Vec<Arc<limit::Cell>>,
+    /// Quota count per API key index, for keys whose plan has a quota.
+    pub quotas: Vec<Option<Arc<quota::Cell>>>,
+}
+
+/// What identifies a key's quota count across tables: the same key in the same plan, with
+/// periods that start at the same moments (a changed limit keeps the count).
+fn quota_identity(
+    table: &ArchivedTable,
+    key: &table::ArchivedApiKey,
+) -> Option<(u64, u64, quota_rule::Rule)> {
+    let plan = &table.plans[key.plan.as_ref()?.to_native() as usize];
+    let rule = plan.quota.as_ref()?.rule();
+    Some((key.id.to_native(), plan.id.to_native(), quota_rule::Rule { limit: 0, offset: 0, ..rule }))
 }
 
 impl LoadedTable {
@@ -67,7 +83,22 @@ impl LoadedTable {
                 }
             })
             .collect();
-        Ok(LoadedTable { bytes, upstream_addrs, limits })
+        let surviving: HashMap<_, Arc<quota::Cell>> = previous
+            .map(|p| {
+                let keys = p.get().api_keys.iter().zip(p.quotas.iter());
+                keys.filter_map(|(k, cell)| Some((quota_identity(p.get(), k)?, cell.clone()?))).collect()
+            })
+            .unwrap_or_default();
+        let quotas = bytes
+            .get()
+            .api_keys
+            .iter()
+            .map(|k| {
+                let identity = quota_identity(bytes.get(), k)?;
+                Some(surviving.get(&identity).cloned().unwrap_or_default())
+            })
+            .collect();
+        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas })
     }
 
     pub fn get(&self) -> &ArchivedTable {
@@ -77,6 +108,33 @@ impl LoadedTable {
     /// Size of the encoded table.
     pub fn size_bytes(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// The index of the API key in `x-api-key` if it may call this stage: known, enabled, and
+    /// in a usage plan that covers the stage (AWS answers 403 Forbidden otherwise).
+    pub fn authorized_key(&self, x_api_key: Option<&[u8]>, stage: u32) -> Option<u32> {
+        let hash: [u8; 32] = Sha256::digest(x_api_key?).into();
+        let index = lookup::find_key(self.get(), &hash)?;
+        let key = &self.get().api_keys[index as usize];
+        let plan = &self.get().plans[key.plan.as_ref()?.to_native() as usize];
+        let covered = plan.stages.binary_search_by(|s| s.to_native().cmp(&stage)).is_ok();
+        (key.enabled && covered).then_some(index)
+    }
+
+    /// Counts one request against the key's quota, if its plan has one; false when the
+    /// period's quota is used up.
+    pub fn take_quota(&self, key: u32, now_unix_s: i64) -> bool {
+        let Some(cell) = &self.quotas[key as usize] else { return true };
+        let Some(rule) = self.quota_rule(key) else { return true };
+        let period = rule.index(now_unix_s);
+        cell.admit(period, rule.limit_in(period))
+    }
+
+    /// The quota rule of a key's plan.
+    pub fn quota_rule(&self, key: u32) -> Option<quota_rule::Rule> {
+        let table = self.get();
+        let plan = table.api_keys[key as usize].plan.as_ref()?.to_native();
+        table.plans[plan as usize].quota.as_ref().map(|q| q.rule())
     }
 
     /// Takes a token from each throttle in order (AWS order: method, then stage, then account);

@@ -4,13 +4,13 @@ use clap::Parser;
 use dataplane::loaded_table::LoadedTable;
 use dataplane::settings::Settings;
 use dataplane::shard::{self, IoDriver, ShardSpec};
-use dataplane::{admin, control_link, stats, sys};
+use dataplane::{admin, control_link, stats, sys, usage_report};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[global_allocator]
@@ -38,10 +38,11 @@ struct Cli {
     /// Receive routing tables from this control plane (e.g. http://127.0.0.1:7000).
     #[arg(long)]
     control_plane: Option<String>,
-    /// Where the last table from the control plane is kept, to serve after a restart while
-    /// the control plane is unreachable.
-    #[arg(long, default_value = "dataplane-state")]
-    state_dir: PathBuf,
+    /// Where the last table from the control plane is kept (to serve after a restart while the
+    /// control plane is unreachable), and quota usage not yet reported. Default with
+    /// --control-plane: ./dataplane-state; with --table, quotas persist only if this is given.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// This data plane's name in `controlctl status` (default: HOSTNAME:PORT).
     #[arg(long)]
     id: Option<String>,
@@ -87,16 +88,23 @@ fn run(cli: Cli) -> Result<(), String> {
         shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
         ..Settings::default()
     });
+    let state_dir = match (&cli.state_dir, &cli.control_plane) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(_)) => Some(PathBuf::from("dataplane-state")),
+        (None, None) => None,
+    };
+    if let Some(dir) = &state_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
+    }
     let table = match &cli.table {
         None if cli.control_plane.is_some() => {
-            std::fs::create_dir_all(&cli.state_dir)
-                .map_err(|e| format!("state dir {}: {e}", cli.state_dir.display()))?;
-            let persisted = control_link::load_persisted(&cli.state_dir);
+            let dir = state_dir.as_deref().ok_or("a state directory")?;
+            let persisted = control_link::load_persisted(dir);
             if let Some(t) = &persisted {
                 eprintln!(
                     "serving persisted table version {} from {} until the control plane answers",
                     t.get().version,
-                    cli.state_dir.display()
+                    dir.display()
                 );
             }
             persisted.map(Arc::new)
@@ -189,15 +197,27 @@ fn run(cli: Cli) -> Result<(), String> {
     println!("admin on {admin_addr}");
     println!("listening on {listen_addr}");
 
+    let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
+    let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
+    let started_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let reporter = usage_report::start(
+        usage_report::ReporterConfig {
+            control_plane: cli.control_plane.clone(),
+            state_dir: state_dir.clone(),
+            instance: format!("{id}/{}-{started_ms}", std::process::id()),
+        },
+        current_table.clone(),
+    )?;
     if let Some(url) = cli.control_plane.clone() {
-        let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
         let publisher = control_link::TablePublisher::new(
             update_senders,
             stats.clone(),
             admin_state.clone(),
-            table.clone(),
+            current_table,
         );
-        let config = control_link::LinkConfig { url, id, state_dir: cli.state_dir.clone() };
+        let state_dir = state_dir.clone().ok_or("a state directory")?;
+        let config = control_link::LinkConfig { url, id, state_dir };
         std::thread::Builder::new()
             .name("control-link".into())
             .spawn(move || control_link::run(config, publisher))
@@ -232,6 +252,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Err(_) => failed = true,
         }
     }
+    // Every request is counted now: the last quota usage goes out (or to disk) before exit.
+    reporter.flush_and_stop(Duration::from_secs(5));
     eprintln!("stopped");
     if failed {
         Err("a shard failed".into())

@@ -2,9 +2,13 @@
 //!
 //! 1. route: host and base path pick the stage, a canary roll picks the deployment, the path
 //!    and method pick the route;
-//! 2. throttle: method, stage and account token buckets (shared by all shards), 429 when empty;
-//! 3. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
-//! 4. response: written to the connection's output buffer with the common headers.
+//! 2. API key: a route with `apiKeyRequired` needs an `x-api-key` whose usage plan covers the
+//!    stage, else 403;
+//! 3. throttle: the key's per-method and plan buckets, then method, stage and account (all
+//!    shared by every shard), 429 when one is empty;
+//! 4. quota: the key's plan quota for this period, 429 Limit Exceeded when used up;
+//! 5. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
+//! 6. response: written to the connection's output buffer with the common headers.
 //!
 //! Phases added later (authorizers, throttling, validation, cache, metrics) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
@@ -69,8 +73,23 @@ pub async fn handle(
         return gateway_response::write(out, kind, &common);
     };
     let route = &routes.routes[route_index as usize];
-    // Throttles, in AWS order: method, stage, account.
+    // AWS applies usage plans to API-key methods only.
+    let key = match route.api_key_required {
+        false => None,
+        true => match table.authorized_key(head.headers.get("x-api-key"), stage_match.stage) {
+            Some(index) => Some(index),
+            None => {
+                ShardStats::add(&shard.stats.forbidden, 1);
+                return gateway_response::write(out, Kind::InvalidApiKey, &common);
+            }
+        },
+    };
+    // Throttles, in AWS order: the client's (per method, then per plan), method, stage,
+    // account.
+    let key_entry = key.map(|index| &table.get().api_keys[index as usize]);
     let limits = [
+        key_entry.and_then(|k| lookup::key_method_limit(k, route.id.to_native())),
+        key_entry.and_then(|k| k.limit.as_ref().map(|l| l.to_native())),
         route.limit.as_ref().map(|l| l.to_native()),
         stage.limit.as_ref().map(|l| l.to_native()),
         table.get().account_limit.as_ref().map(|l| l.to_native()),
@@ -78,6 +97,14 @@ pub async fn handle(
     if !table.admit(&limits) {
         ShardStats::add(&shard.stats.throttled, 1);
         return gateway_response::write(out, Kind::Throttled, &common);
+    }
+    // The quota counts admitted requests only: after the throttles, so a throttled request
+    // uses none of it.
+    if let Some(index) = key {
+        if !table.take_quota(index, crate::quota::unix_now_s()) {
+            ShardStats::add(&shard.stats.quota_exceeded, 1);
+            return gateway_response::write(out, Kind::QuotaExceeded, &common);
+        }
     }
     let request = Request { head, body, peer, request_id: &request_id };
     match &route.integration {

@@ -11,6 +11,10 @@ pub struct ShardStats {
     pub requests: AtomicU64,
     /// Requests refused by a throttle (429).
     pub throttled: AtomicU64,
+    /// Requests to an API-key route without a key that opens the stage (403).
+    pub forbidden: AtomicU64,
+    /// Requests refused because the key's quota for the period is used up (429).
+    pub quota_exceeded: AtomicU64,
     pub open_connections: AtomicU64,
     pub accepted_connections: AtomicU64,
     /// Upstream requests sent on a pooled keep-alive connection.

@@ -4,10 +4,12 @@
 //! - [`table`]: the compiled routing table (rkyv), its encoding and its one-time validation.
 //! - [`tree`]: builds a stage's route tree from route paths (used by the compiler).
 //! - [`lookup`]: the pure, allocation-free lookup the data plane runs per request.
+//! - [`quota`]: quota periods on the UTC calendar, shared by both planes.
 //! - [`durable_file`]: crash-safe file replacement, used by both planes.
 
 pub mod durable_file;
 pub mod lookup;
+pub mod quota;
 pub mod table;
 pub mod tree;
 

@@ -10,8 +10,8 @@
 //! Parameters are captured as byte ranges of the path into a fixed-size [`Captures`].
 
 use crate::table::{
-    edge_slot, ArchivedMethodRoute, ArchivedNode, ArchivedRouteSet, ArchivedTable, Method, EMPTY_EDGE,
-    MAX_PARAMS,
+    edge_slot, ArchivedApiKey, ArchivedMethodRoute, ArchivedNode, ArchivedRouteSet, ArchivedTable, Method,
+    EMPTY_EDGE, MAX_PARAMS,
 };
 
 /// Where a request landed: the stage, and the part of the path left after the base path or
@@ -84,6 +84,17 @@ fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.bytes().map(|c| c.to_ascii_lowercase());
     let b = b.bytes().map(|c| c.to_ascii_lowercase());
     a.cmp(b)
+}
+
+/// The index of the API key with this SHA-256, if the table has one (enabled or not).
+pub fn find_key(table: &ArchivedTable, hash: &[u8; 32]) -> Option<u32> {
+    table.api_keys.binary_search_by(|k| k.hash.cmp(hash)).ok().map(|i| i as u32)
+}
+
+/// The per-method throttle a key's plan sets for this route, if any.
+pub fn key_method_limit(key: &ArchivedApiKey, route_id: u64) -> Option<u32> {
+    let limits = &key.method_limits;
+    limits.binary_search_by(|m| m.route.to_native().cmp(&route_id)).ok().map(|i| limits[i].limit.to_native())
 }
 
 /// Picks the stage for a request. `host` may carry a port; `path` is the request path without
@@ -261,6 +272,7 @@ mod tests {
                 params: param_names(&segments),
                 integration: mock(),
                 limit: None,
+                api_key_required: false,
             });
         }
         Stage {
@@ -293,6 +305,8 @@ mod tests {
             upstreams: vec![],
             limits: vec![],
             account_limit: None,
+            plans: vec![],
+            api_keys: vec![],
         };
         decode(&encode(&t)).unwrap()
     }

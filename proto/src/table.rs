@@ -37,6 +37,81 @@ pub struct Table {
     pub limits: Vec<Limit>,
     /// The account-wide throttle (AWS: per account and region), index into `limits`.
     pub account_limit: Option<u32>,
+    /// Every usage plan, referred to by index.
+    pub plans: Vec<UsagePlan>,
+    /// Every API key, sorted by `hash` for binary search.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An AWS usage plan: the stages it covers and its quota. Its throttles are per key, so they
+/// live on each [`ApiKey`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UsagePlan {
+    pub id: u64,
+    pub name: String,
+    /// Indexes into [`Table::stages`], sorted.
+    pub stages: Vec<u32>,
+    pub quota: Option<Quota>,
+}
+
+/// A usage plan's quota, counted per API key (see [`crate::quota`]).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub limit: u64,
+    pub period: QuotaPeriod,
+    pub offset: u64,
+    pub anchor_s: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum QuotaPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+impl ArchivedQuota {
+    pub fn rule(&self) -> crate::quota::Rule {
+        crate::quota::Rule {
+            limit: self.limit.to_native(),
+            period: match self.period {
+                ArchivedQuotaPeriod::Day => crate::quota::Period::Day,
+                ArchivedQuotaPeriod::Week => crate::quota::Period::Week,
+                ArchivedQuotaPeriod::Month => crate::quota::Period::Month,
+            },
+            offset: self.offset.to_native(),
+            anchor_s: self.anchor_s.to_native(),
+        }
+    }
+}
+
+/// Largest quota limit: a data plane packs a period's count into 40 bits.
+pub const MAX_QUOTA: u64 = 1_000_000_000_000;
+
+/// An API key: only the SHA-256 of its value is in the table.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Stable id (from the key's name): its quota count survives table swaps by it.
+    pub id: u64,
+    pub name: String,
+    pub hash: [u8; 32],
+    /// A disabled key is refused like an unknown one.
+    pub enabled: bool,
+    /// Index into [`Table::plans`]; a key without a plan opens no API.
+    pub plan: Option<u32>,
+    /// The plan's throttle for this key, index into [`Table::limits`].
+    pub limit: Option<u32>,
+    /// The plan's per-method throttles for this key, sorted by route id.
+    pub method_limits: Vec<KeyMethodLimit>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct KeyMethodLimit {
+    /// [`Route::id`] (unique per API, stage and route key).
+    pub route: u64,
+    /// Index into [`Table::limits`].
+    pub limit: u32,
 }
 
 /// A token bucket: `burst` requests at once, refilled at one per `interval_ns`.
@@ -268,6 +343,8 @@ pub struct Route {
     pub integration: Integration,
     /// The method throttle on this stage, index into [`Table::limits`].
     pub limit: Option<u32>,
+    /// Requests need an `x-api-key` of a usage plan covering the stage (else 403).
+    pub api_key_required: bool,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -450,6 +527,7 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
     if table.account_limit.as_ref().is_some_and(|l| l.to_native() as usize >= limits) {
         return Err("the account throttle is missing".into());
     }
+    check_keys(table)?;
     for stage in table.stages.iter() {
         let name = format!("{}/{}", stage.api, stage.name);
         if stage.limit.as_ref().is_some_and(|l| l.to_native() as usize >= limits) {
@@ -462,6 +540,34 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
             }
             check_route_set(&canary.routes, upstreams, limits)
                 .map_err(|e| format!("stage {name} canary: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_keys(table: &ArchivedTable) -> Result<(), String> {
+    let (stages, limits, plans) = (table.stages.len(), table.limits.len(), table.plans.len());
+    for plan in table.plans.iter() {
+        if plan.stages.iter().any(|s| s.to_native() as usize >= stages) {
+            return Err(format!("usage plan {} covers a missing stage", plan.name));
+        }
+        if !plan.stages.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("usage plan {}: stages not sorted", plan.name));
+        }
+        if plan.quota.as_ref().is_some_and(|q| q.limit.to_native() > MAX_QUOTA) {
+            return Err(format!("usage plan {}: quota above {MAX_QUOTA}", plan.name));
+        }
+    }
+    if !table.api_keys.windows(2).all(|w| w[0].hash < w[1].hash) {
+        return Err("api keys not sorted by hash, or a hash twice".into());
+    }
+    for key in table.api_keys.iter() {
+        let plan_ok = key.plan.as_ref().is_none_or(|p| (p.to_native() as usize) < plans);
+        let limit_ok = key.limit.as_ref().is_none_or(|l| (l.to_native() as usize) < limits);
+        let methods_ok = key.method_limits.iter().all(|m| (m.limit.to_native() as usize) < limits)
+            && key.method_limits.windows(2).all(|w| w[0].route < w[1].route);
+        if !(plan_ok && limit_ok && methods_ok) {
+            return Err(format!("api key {} has a dangling reference", key.name));
         }
     }
     Ok(())

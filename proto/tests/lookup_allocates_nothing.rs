@@ -43,6 +43,7 @@ fn stage_and_route_lookup_do_not_allocate() {
             params: param_names(&segs),
             integration,
             limit: None,
+            api_key_required: false,
         });
     }
     let stage = Stage {
@@ -66,6 +67,8 @@ fn stage_and_route_lookup_do_not_allocate() {
         upstreams: vec![],
         limits: vec![],
         account_limit: None,
+        plans: vec![],
+        api_keys: vec![],
     };
     let bytes = decode(&encode(&table)).unwrap();
     let t = bytes.get();

@@ -91,7 +91,21 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// API keys: create (the value is shown once), list, revoke.
+    /// Quota usage of an API key, or of every key of a usage plan, per period.
+    Usage {
+        /// An ApiKey or UsagePlan name.
+        name: String,
+        /// Periods that end after this UTC date or time (2026-12-01, 2026-12-01T08:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Periods that start before this UTC date or time.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// API keys: create (the value is shown once), list, enable, disable, revoke, and reset
+    /// or grant quota.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
@@ -122,6 +136,14 @@ enum KeysAction {
     List,
     /// Revoke (delete) a key; it stops working with the next table.
     Revoke { name: String },
+    /// Let a disabled key call its APIs again.
+    Enable { name: String },
+    /// Refuse a key (403) without deleting it.
+    Disable { name: String },
+    /// Set the key's usage in its current quota period back to zero.
+    Reset { name: String },
+    /// Give the key this many extra requests in its current quota period.
+    Grant { name: String, requests: u64 },
 }
 
 /// Why a command failed, and so its exit code.
@@ -340,6 +362,17 @@ async fn run(command: Command, server: String) -> Result<(), Failure> {
             Ok(())
         }
         Command::Keys { action } => keys(&server, action).await,
+        Command::Usage { name, from, to, output } => {
+            let bound = |text: Option<String>| -> Result<i64, Failure> {
+                text.map_or(Ok(0), |t| {
+                    proto::quota::parse_utc(&t).map_err(|e| Failure::Refused(format!("error: {e}")))
+                })
+            };
+            let request = grpc::GetUsageRequest { name, from: bound(from)?, to: bound(to)? };
+            let rows = connect(&server).await?.get_usage(request).await?.into_inner().rows;
+            print_usage(&rows, output);
+            Ok(())
+        }
         Command::Compile { .. } => unreachable!("handled before connecting"),
     }
 }
@@ -378,8 +411,76 @@ async fn keys(server: &str, action: KeysAction) -> Result<(), Failure> {
             let resp = client.delete(grpc::DeleteRequest { kind: "ApiKey".into(), name }).await?.into_inner();
             print_changes(&resp.changes, "");
         }
+        KeysAction::Enable { name } => set_enabled(&mut client, name, true).await?,
+        KeysAction::Disable { name } => set_enabled(&mut client, name, false).await?,
+        KeysAction::Reset { name } => {
+            let request = grpc::AdjustUsageRequest { key: name, reset: true, grant: 0 };
+            print_usage(&client.adjust_usage(request).await?.into_inner().rows, Output::Table);
+        }
+        KeysAction::Grant { name, requests } => {
+            let request = grpc::AdjustUsageRequest { key: name, reset: false, grant: requests };
+            print_usage(&client.adjust_usage(request).await?.into_inner().rows, Output::Table);
+        }
     }
     Ok(())
+}
+
+/// Re-applies a stored key with `enabled` changed. The stored value is its hash, which apply
+/// takes as it is.
+async fn set_enabled(
+    client: &mut ControlClient<Channel>,
+    name: String,
+    enabled: bool,
+) -> Result<(), Failure> {
+    let request = grpc::GetRequest { kind: "ApiKey".into(), name };
+    let objects = client.get(request).await?.into_inner().objects;
+    let object = objects.first().ok_or_else(|| Failure::Refused("error: no such ApiKey".into()))?;
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&object.json).map_err(|e| Failure::Refused(format!("error: {e}")))?;
+    doc["enabled"] = enabled.into();
+    let content = serde_yaml::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
+    let files = vec![grpc::ManifestFile { name: "controlctl keys".into(), content }];
+    let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
+    if !resp.errors.is_empty() {
+        return Err(Failure::Refused(format_errors(&resp.errors)));
+    }
+    print_changes(&resp.changes, "");
+    Ok(())
+}
+
+fn print_usage(rows: &[grpc::UsageRow], output: Output) {
+    let format = |s: i64| proto::quota::format_utc(s);
+    match output {
+        Output::Table => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.key.clone(),
+                        r.plan.clone(),
+                        format(r.period_start),
+                        format(r.period_end),
+                        r.used.to_string(),
+                        r.adjustment.to_string(),
+                        r.limit.to_string(),
+                        r.remaining.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["KEY", "PLAN", "FROM", "TO", "USED", "ADJUSTED", "LIMIT", "REMAINING"], &table);
+        }
+        _ => {
+            let values: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"key": r.key, "plan": r.plan, "from": format(r.period_start),
+                        "to": format(r.period_end), "used": r.used, "adjustment": r.adjustment,
+                        "limit": r.limit, "remaining": r.remaining})
+                })
+                .collect();
+            print_structured(&serde_json::Value::Array(values), output);
+        }
+    }
 }
 
 /// Waits until every connected data plane reports every shard at `version` or later.
