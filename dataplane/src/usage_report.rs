@@ -294,8 +294,15 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
         .name("usage-report".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let mut reporter =
-                    Reporter { config, ledger, table, pending_path, client: None, saved: None };
+                let mut reporter = Reporter {
+                    config,
+                    ledger,
+                    table,
+                    pending_path,
+                    client: None,
+                    saved: None,
+                    table_seen: 0,
+                };
                 loop {
                     let stop = stop_rx.try_recv().ok();
                     reporter.round().await;
@@ -303,7 +310,8 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
                         let _ = done.send(());
                         return;
                     }
-                    // Sleep in small steps so a stop is served promptly.
+                    // Sleep in small steps so a stop is served promptly and a new table's
+                    // cells get the known totals at once.
                     for _ in 0..10 {
                         if let Ok(done) = stop_rx.try_recv() {
                             reporter.round().await;
@@ -311,6 +319,7 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
                             return;
                         }
                         tokio::time::sleep(INTERVAL / 10).await;
+                        reporter.follow_table();
                     }
                 }
             })
@@ -327,6 +336,8 @@ struct Reporter {
     client: Option<ControlClient<tonic::transport::Channel>>,
     /// The pending usage last written, to skip identical rewrites.
     saved: Option<grpc::PendingUsage>,
+    /// The table whose cells are tracked (its address).
+    table_seen: usize,
 }
 
 impl Reporter {
@@ -334,6 +345,7 @@ impl Reporter {
         let table = self.table.lock().ok().and_then(|t| t.clone());
         let now = quota::unix_now_s();
         self.ledger.collect(table.as_deref(), now);
+        self.table_seen = table.as_ref().map_or(0, |t| Arc::as_ptr(t) as usize);
         drop(table);
         if self.config.control_plane.is_some() {
             if let Err(e) = self.exchange(now).await {
@@ -347,6 +359,18 @@ impl Reporter {
             self.ledger.apply_remote(now);
         }
         self.save();
+    }
+
+    /// Starts tracking a newly published table's cells, with the totals last received.
+    fn follow_table(&mut self) {
+        let table = self.table.lock().ok().and_then(|t| t.clone());
+        let pointer = table.as_ref().map_or(0, |t| Arc::as_ptr(t) as usize);
+        if pointer != self.table_seen {
+            let now = quota::unix_now_s();
+            self.ledger.collect(table.as_deref(), now);
+            self.ledger.apply_remote(now);
+            self.table_seen = pointer;
+        }
     }
 
     async fn exchange(&mut self, now: i64) -> Result<(), String> {

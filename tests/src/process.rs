@@ -129,8 +129,13 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn start(data_dir: &Path) -> ControlPlane {
+        ControlPlane::start_at(data_dir, "127.0.0.1:0")
+    }
+
+    /// On a given address: a restart where the data planes expect it.
+    pub fn start_at(data_dir: &Path, listen: &str) -> ControlPlane {
         let mut child = Command::new(bin("controlplane"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -27,30 +27,7 @@ mappings:
     )
 }
 
-/// A data plane following `cp`, returned once the control plane lists it as connected (so an
-/// `apply --wait` after this waits for it).
-fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
-    let dp = Dataplane::start_with(
-        "",
-        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() },
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, out, _) = cp.ctl(&["status", "-o", "json"]);
-        let status: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let port = format!(":{}", dp.addr.port());
-        let connected = status["dataplanes"].as_array().is_some_and(|planes| {
-            planes
-                .iter()
-                .any(|p| p["connected"] == true && p["id"].as_str().is_some_and(|id| id.ends_with(&port)))
-        });
-        if connected {
-            return dp;
-        }
-        assert!(Instant::now() < deadline, "the data plane never connected: {out}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::follower;
 
 #[test]
 fn apply_change_delete_reach_the_data_plane() {

@@ -9,6 +9,12 @@ mod loadgen;
 mod proxy;
 mod routing;
 mod throttle;
+mod usage_plans;
+
+use gateway_tests::process::{bin, TempDir};
+use gateway_tests::{ControlPlane, Dataplane, DataplaneOptions};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// A manifest exercising every integration kind, with the origin's port as a stage variable.
 pub fn manifest(origin: std::net::SocketAddr) -> String {
@@ -78,4 +84,43 @@ mappings:
 pub fn dead_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// Runs the project's load generator; its JSON result.
+pub fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = TempDir::new("throttle");
+    let json = dir.0.join("r.json");
+    let out = Command::new(bin("bench")).args(args).arg("--json").arg(&json).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+/// Responses with this status class (`2xx`) or code (`429`).
+pub fn count(r: &serde_json::Value, status: &str) -> u64 {
+    r["status"][status].as_u64().unwrap()
+}
+
+/// A data plane following `cp`, returned once the control plane lists it as connected (so an
+/// `apply --wait` after this waits for it).
+pub fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
+    let dp = Dataplane::start_with(
+        "",
+        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = cp.ctl(&["status", "-o", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let port = format!(":{}", dp.addr.port());
+        let connected = status["dataplanes"].as_array().is_some_and(|planes| {
+            planes
+                .iter()
+                .any(|p| p["connected"] == true && p["id"].as_str().is_some_and(|id| id.ends_with(&port)))
+        });
+        if connected {
+            return dp;
+        }
+        assert!(Instant::now() < deadline, "the data plane never connected: {out}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -3,9 +3,9 @@
 //! from the project's own open-loop generator, spread over many connections (and so over both
 //! shards).
 
-use gateway_tests::process::{bin, TempDir};
+use crate::{bench, count};
+use gateway_tests::process::TempDir;
 use gateway_tests::{ControlPlane, Dataplane, DataplaneOptions};
-use std::process::Command;
 
 fn manifest(stage_throttle: &str, method_throttle: &str, account: &str) -> String {
     format!(
@@ -13,18 +13,6 @@ fn manifest(stage_throttle: &str, method_throttle: &str, account: &str) -> Strin
          GET /m:\n    integration: {{ type: MOCK, response: {{ body: m }} }}\n    {method_throttle}\n---\nkind: Stage\napi: t\nname: s\n{stage_throttle}\n\
          ---\nkind: Domain\nname: 127.0.0.1\nmappings:\n  - {{ basePath: \"\", api: t, stage: s }}\n"
     )
-}
-
-fn bench(args: &[&str]) -> serde_json::Value {
-    let dir = TempDir::new("throttle");
-    let json = dir.0.join("r.json");
-    let out = Command::new(bin("bench")).args(args).arg("--json").arg(&json).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
-}
-
-fn count(r: &serde_json::Value, status: &str) -> u64 {
-    r["status"][status].as_u64().unwrap()
 }
 
 #[test]
