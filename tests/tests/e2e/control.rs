@@ -316,6 +316,12 @@ fn broken_manifests_are_refused_word_for_word() {
 fn api_keys_are_shown_once_and_stored_hashed() {
     let work = TempDir::new("cp-keys");
     let cp = ControlPlane::start(&work.0.join("data"));
+    let (code, _, err) = cp.ctl(&["keys", "create", "bob", "--plan", "basic"]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (1, "error: controlctl keys create:3: plan: no UsagePlan named 'basic'\n1 error(s); nothing applied")
+    );
+    cp.apply_result(&work.0, "kind: UsagePlan\nname: basic\n", false);
     let (code, out, err) = cp.ctl(&["keys", "create", "bob", "--plan", "basic"]);
     assert_eq!(code, 0, "{err}");
     let value = out
