@@ -10,7 +10,7 @@
 //! 5. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
 //! 6. response: written to the connection's output buffer with the common headers.
 //!
-//! Phases added later (authorizers, throttling, validation, cache, metrics) slot in between
+//! Phases added later (authorizers, validation, cache, metrics) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
 
 use crate::gateway_response::{self, Kind};
