@@ -67,6 +67,12 @@ pub struct Ledger {
     totals: HashMap<PeriodKey, i64>,
 }
 
+fn to_entries(counts: BTreeMap<PeriodKey, i64>) -> Vec<grpc::UsageEntry> {
+    let entry =
+        |((key, plan, period_start), requests)| grpc::UsageEntry { key, plan, period_start, requests };
+    counts.into_iter().map(entry).collect()
+}
+
 fn add(map: &mut HashMap<PeriodKey, i64>, entries: &[grpc::UsageEntry], sign: i64) {
     for e in entries {
         *map.entry((e.key.clone(), e.plan.clone(), e.period_start)).or_default() += sign * e.requests;
@@ -108,15 +114,7 @@ impl Ledger {
     fn new_report(&mut self, entries: BTreeMap<PeriodKey, i64>) -> grpc::UsageReport {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let entries = entries
-            .into_iter()
-            .map(|((key, plan, period_start), requests)| grpc::UsageEntry {
-                key,
-                plan,
-                period_start,
-                requests,
-            })
-            .collect();
+        let entries = to_entries(entries);
         grpc::UsageReport { instance: self.instance.clone(), sequence, entries }
     }
 
@@ -187,15 +185,7 @@ impl Ledger {
                 for (k, n) in unsent {
                     *merged.entry(k).or_default() += n;
                 }
-                last.report.entries = merged
-                    .into_iter()
-                    .map(|((key, plan, period_start), requests)| grpc::UsageEntry {
-                        key,
-                        plan,
-                        period_start,
-                        requests,
-                    })
-                    .collect();
+                last.report.entries = to_entries(merged);
             }
             _ => {
                 let report = self.new_report(unsent);
