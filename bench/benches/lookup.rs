@@ -30,6 +30,7 @@ fn table(n: usize) -> TableBytes {
             integration: Integration::Mock(MockIntegration { status: 200, headers: vec![], body: vec![] }),
             limit: None,
             api_key_required: false,
+            cache: None,
         });
     }
     let stage = Stage {
@@ -41,6 +42,7 @@ fn table(n: usize) -> TableBytes {
         routes: tree.finish(routes),
         canary: None,
         limit: None,
+        cache: None,
     };
     let t = Table {
         version: 1,

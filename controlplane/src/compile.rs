@@ -59,20 +59,29 @@ pub(crate) fn valid_name(name: &str) -> bool {
 /// Compiles the manifest into the table with the given version, or returns every error.
 /// Every stage serves its API's definition as written in the manifest.
 pub fn compile(manifest: &Manifest, version: u64) -> Result<Table, Vec<ManifestError>> {
-    compile_deployed(manifest, version, &HashMap::new(), &HashMap::new())
+    compile_deployed(manifest, version, &Deployed::default())
 }
 
 /// API definitions from deployments, by `(api, stage)`.
 pub type DeployedApis = HashMap<(String, String), Located<manifest::Api>>;
 
-/// Like [`compile`], but a stage listed in `deployed` serves that API definition (its
-/// deployment's snapshot) instead of the current one, and a stage's canary serves the one in
-/// `canaries`.
+/// What the control plane's state adds to the manifest for a stage.
+#[derive(Default)]
+pub struct Deployed {
+    /// The API definition a stage serves (its deployment's snapshot), by `(api, stage)`.
+    pub apis: DeployedApis,
+    /// The API definition a stage's canary serves, by `(api, stage)`.
+    pub canaries: DeployedApis,
+    /// How many times each stage's cache was flushed, by `api/stage`.
+    pub cache_flushes: BTreeMap<String, u64>,
+}
+
+/// Like [`compile`], but a stage listed in `deployed.apis` serves that API definition instead
+/// of the current one, and a stage's canary serves the one in `deployed.canaries`.
 pub fn compile_deployed(
     manifest: &Manifest,
     version: u64,
-    deployed: &DeployedApis,
-    canaries: &DeployedApis,
+    deployed: &Deployed,
 ) -> Result<Table, Vec<ManifestError>> {
     let mut errors = Errors { list: Vec::new() };
 
@@ -118,14 +127,16 @@ pub fn compile_deployed(
             continue;
         };
         let key = (live.value.name.clone(), s.name.clone());
-        let api = deployed.get(&key).unwrap_or(live);
+        let api = deployed.apis.get(&key).unwrap_or(live);
         let key = (api.value.name.to_ascii_lowercase(), s.name.clone());
         if stage_index.contains_key(&key) {
             errors.at(doc, "name", format!("a second Stage '{}' for Api '{}'", s.name, s.api));
             continue;
         }
+        let flushes = deployed.cache_flushes.get(&format!("{}/{}", s.api, s.name)).copied().unwrap_or(0);
         let targets = Targets { upstreams: &mut upstreams, limits: &mut limits };
-        if let Some(stage) = compile_stage(api, doc, canaries.get(&key), targets, &mut errors) {
+        let canary = deployed.canaries.get(&key);
+        if let Some(stage) = compile_stage(api, doc, canary, flushes, targets, &mut errors) {
             stage_index.insert(key, stages.len() as u32);
             stages.push(stage);
         }
@@ -237,6 +248,7 @@ fn compile_stage(
     api: &Located<manifest::Api>,
     doc: &Located<manifest::Stage>,
     canary_api: Option<&Located<manifest::Api>>,
+    cache_flushes: u64,
     targets: Targets<'_>,
     errors: &mut Errors,
 ) -> Option<Stage> {
@@ -259,7 +271,9 @@ fn compile_stage(
             }
         },
     };
-    let routes = compile_routes(api, &s.name, &s.variables, upstreams, limits, errors);
+    let id = stable_id(&[&api.value.name, &s.name]);
+    let cache = crate::cache_settings::stage(doc, id, cache_flushes, errors);
+    let routes = compile_routes(api, &s.name, &s.variables, cache.as_ref(), upstreams, limits, errors);
     let canary = match (&s.canary, canary_api) {
         (None, _) => None,
         (Some(c), None) => {
@@ -281,7 +295,8 @@ fn compile_stage(
             // The canary sees the stage's variables with its own overrides on top.
             let mut variables = s.variables.clone();
             variables.extend(c.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
-            compile_routes(canary_api, &s.name, &variables, upstreams, limits, errors).map(|routes| {
+            // AWS's canary default (useStageCache false): canary requests bypass the cache.
+            compile_routes(canary_api, &s.name, &variables, None, upstreams, limits, errors).map(|routes| {
                 table::Canary {
                     percent_per_million: (c.percent * 10_000.0).round() as u32,
                     deployment: c.deployment.clone(),
@@ -295,7 +310,7 @@ fn compile_stage(
         return None;
     }
     Some(Stage {
-        id: stable_id(&[&api.value.name, &s.name]),
+        id,
         api: api.value.name.clone(),
         name: s.name.clone(),
         protocol,
@@ -303,6 +318,7 @@ fn compile_stage(
         routes: routes?,
         canary,
         limit,
+        cache: cache.map(|c| c.cache),
     })
 }
 
@@ -332,6 +348,7 @@ fn compile_routes(
     api: &Located<manifest::Api>,
     stage: &str,
     variables: &BTreeMap<String, String>,
+    cache: Option<&crate::cache_settings::StageDefaults>,
     upstreams: &mut Vec<Upstream>,
     limits: &mut Vec<table::Limit>,
     errors: &mut Errors,
@@ -383,18 +400,27 @@ fn compile_routes(
                 }
             }
         };
+        let id = stable_id(&[&api.value.name, stage, key]);
+        let cache = match crate::cache_settings::route(cache, id, method, &params, route.cache.as_ref()) {
+            Ok(cache) => cache,
+            Err((field, message)) => {
+                errors.at(api, format!("{path}{field}"), message);
+                continue;
+            }
+        };
         if let Err(e) = tree.insert(method, &segments, routes.len() as u32) {
             errors.at(api, path, e.to_string());
             continue;
         }
         routes.push(Route {
-            id: stable_id(&[&api.value.name, stage, key]),
+            id,
             key: key.clone(),
             resource: resource.to_string(),
             params,
             integration,
             limit,
             api_key_required: route.api_key_required,
+            cache,
         });
     }
     (errors.list.len() == before).then(|| tree.finish(routes))

@@ -201,12 +201,30 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteCache {
+    /// Overrides the stage's TTL; 0 turns caching off for this method.
     #[serde(default)]
     pub ttl: Option<DurationText>,
+    /// AWS `cacheKeyParameters`: `method.request.{path,querystring,header}.NAME`.
     #[serde(default)]
     pub key_parameters: Vec<String>,
+    /// Caches a method other than GET (true) or turns a GET's caching off (false).
     #[serde(default)]
     pub enabled: Option<bool>,
+    #[serde(default)]
+    pub require_authorization: Option<bool>,
+    #[serde(default)]
+    pub unauthorized_handling: Option<UnauthorizedHandling>,
+}
+
+/// AWS `unauthorizedCacheControlHeaderStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum UnauthorizedHandling {
+    #[serde(rename = "FAIL_WITH_403")]
+    FailWith403,
+    #[serde(rename = "SUCCEED_WITH_RESPONSE_HEADER")]
+    SucceedWithResponseHeader,
+    #[serde(rename = "SUCCEED_WITHOUT_RESPONSE_HEADER")]
+    SucceedWithoutResponseHeader,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -285,15 +303,22 @@ fn default_true() -> bool {
     true
 }
 
+/// The stage cache (AWS: cache cluster plus the stage-wide `*/*` method settings).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StageCache {
     #[serde(default)]
     pub enabled: bool,
+    /// Bytes, with an optional unit: `256MiB`, `1GiB`, `500MB` (default 0.5 GiB, as AWS).
     #[serde(default)]
     pub capacity: Option<String>,
+    /// Default TTL of every method (default 300s, at most 3600s, 0 caches nothing).
     #[serde(default)]
     pub ttl: Option<DurationText>,
+    #[serde(default)]
+    pub require_authorization: Option<bool>,
+    #[serde(default)]
+    pub unauthorized_handling: Option<UnauthorizedHandling>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -357,7 +382,7 @@ pub enum QuotaPeriod {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiKey {
     pub kind: String,
     pub name: String,
@@ -367,6 +392,9 @@ pub struct ApiKey {
     pub value: Option<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// May refresh cache entries with `Cache-Control: max-age=0` on its plan's stages.
+    #[serde(default)]
+    pub invalidate_cache: bool,
 }
 
 /// A duration written as text: `29s`, `500ms`, `5m`, `1h`.

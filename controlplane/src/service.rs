@@ -252,6 +252,17 @@ impl Control for ControlService {
         Ok(Response::new(self.change_response(&outcome)))
     }
 
+    async fn flush_cache(
+        &self,
+        req: Request<grpc::FlushCacheRequest>,
+    ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        let req = req.into_inner();
+        let mut state = self.state.lock().await;
+        let outcome = state.flush_cache(&req.api, &req.stage).map_err(refusal_status)?;
+        self.commit(&mut state, &outcome)?;
+        Ok(Response::new(self.change_response(&outcome)))
+    }
+
     async fn list_deployments(
         &self,
         req: Request<grpc::ListDeploymentsRequest>,

@@ -115,6 +115,9 @@ pub struct State {
     pub deployments: BTreeMap<String, Deployment>,
     /// Deployment ids per `api/stage`, oldest first; the last one is served.
     pub stage_history: BTreeMap<String, Vec<String>>,
+    /// How many times each `api/stage` cache was flushed; each flush starts it empty.
+    #[serde(default)]
+    pub cache_flushes: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +165,7 @@ pub fn deployment_id(api: &manifest::Api) -> String {
 
 impl State {
     /// The objects as a manifest, plus the API snapshot each stage is deployed with.
-    fn manifest(&self) -> (Manifest, compile::DeployedApis, compile::DeployedApis) {
+    fn manifest(&self) -> (Manifest, compile::Deployed) {
         let mut m = Manifest::default();
         for obj in self.objects.values() {
             match &obj.doc {
@@ -202,13 +205,14 @@ impl State {
                 deployed.insert((api_name.to_string(), stage_name.to_string()), api);
             }
         }
-        (m, deployed, canaries)
+        let cache_flushes = self.cache_flushes.clone();
+        (m, compile::Deployed { apis: deployed, canaries, cache_flushes })
     }
 
     /// Compiles this state into its table.
     pub fn compile(&self) -> Result<Table, Vec<ManifestError>> {
-        let (manifest, deployed, canaries) = self.manifest();
-        compile::compile_deployed(&manifest, self.version, &deployed, &canaries)
+        let (manifest, deployed) = self.manifest();
+        compile::compile_deployed(&manifest, self.version, &deployed)
     }
 
     /// Applies parsed manifests: creates or updates each object (objects not mentioned stay as
@@ -393,6 +397,23 @@ impl State {
             None => "unchanged".to_string(),
         };
         next.finish(moved.is_some(), vec![change("Stage", &stage_key, &action)], Vec::new())
+    }
+
+    /// Empties a stage's cache on every data plane: the flush count is part of the stage
+    /// cache's identity, so the next table starts it empty.
+    pub fn flush_cache(&self, api: &str, stage: &str) -> Result<Outcome, Refusal> {
+        let mut next = self.clone();
+        let stage_key = format!("{api}/{stage}");
+        let Some(Document::Stage(s)) = next.objects.get(&key("Stage", &stage_key)).map(|o| &o.doc) else {
+            return Err(Refusal::NotFound(format!("Stage '{stage_key}' not found")));
+        };
+        if !s.cache.as_ref().is_some_and(|c| c.enabled) {
+            return Err(Refusal::Conflict(format!(
+                "Stage '{stage_key}' has no cache (cache.enabled is not true)"
+            )));
+        }
+        *next.cache_flushes.entry(stage_key.clone()).or_default() += 1;
+        next.finish(true, vec![change("Stage", &stage_key, "cache flushed")], Vec::new())
     }
 
     /// Moves a stage back to an earlier deployment: `to`, or the one before the current.

@@ -173,6 +173,7 @@ pub(crate) fn compile(
             plan,
             limit,
             method_limits,
+            invalidate_cache: k.invalidate_cache,
         });
     }
     keys.sort_by_key(|k| k.hash);

@@ -1,7 +1,9 @@
 //! The admin port: `/healthz` (the process is up), `/readyz` (a routing table is loaded) and
 //! `/metrics` (Prometheus text). It runs on its own plain thread, off the shards.
 
+use crate::loaded_table::LoadedTable;
 use crate::stats::ShardStats;
+use crate::usage_report::CurrentTable;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +15,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
     pub table_version: AtomicU64,
     pub shards: Vec<Arc<ShardStats>>,
+    /// The table the shards serve (or are about to), for the per-method series.
+    pub table: CurrentTable,
 }
 
 pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -126,5 +130,66 @@ fn metrics(state: &AdminState) -> String {
         let cpu = shard.cpu.get().copied().flatten().map_or("none".to_string(), |c| c.to_string());
         let _ = writeln!(out, "gateway_shard_info{{shard=\"{i}\",driver=\"{driver}\",cpu=\"{cpu}\"}} 1");
     }
+    let table = state.table.lock().map(|t| t.clone()).unwrap_or_default();
+    if let Some(table) = table {
+        cache_metrics(&table, &mut out);
+    }
     out
+}
+
+/// `CacheHitCount` and `CacheMissCount` per cached method, and each stage cache's size.
+fn cache_metrics(table: &LoadedTable, out: &mut String) {
+    let stages = table.get().stages.iter().enumerate();
+    let cached: Vec<_> = stages.filter(|(i, _)| table.caches[*i].is_some()).collect();
+    type Read = fn(&crate::method_stats::Slot) -> &AtomicU64;
+    let counters: [(&str, &str, Read); 2] = [
+        ("gateway_cache_hits_total", "Requests answered from the stage cache (CacheHitCount).", |s| {
+            &s.cache_hits
+        }),
+        (
+            "gateway_cache_misses_total",
+            "Requests of a cached method sent to the backend (CacheMissCount).",
+            |s| &s.cache_misses,
+        ),
+    ];
+    for (name, help, read) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (i, stage) in &cached {
+            for (r, route) in stage.routes.routes.iter().enumerate() {
+                if route.cache.is_none() {
+                    continue;
+                }
+                let (method, resource) = route.key.split_once(' ').unwrap_or(("", route.key.as_str()));
+                let total = table.method_stats(*i as u32, false, r as u32).total(read);
+                let _ = writeln!(
+                    out,
+                    "{name}{{api=\"{}\",stage=\"{}\",route=\"{}\",method=\"{method}\"}} {total}",
+                    label(&stage.api),
+                    label(&stage.name),
+                    label(resource)
+                );
+            }
+        }
+    }
+    type Gauge = fn(&crate::cache::store::Store) -> u64;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        ("gateway_cache_entries", "Entries in the stage cache.", |s| s.len() as u64),
+        ("gateway_cache_used_bytes", "Bytes the stage cache's entries hold.", |s| s.used_bytes()),
+        ("gateway_cache_capacity_bytes", "The stage cache's capacity.", |s| s.capacity),
+    ];
+    for (name, help, read) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (i, stage) in &cached {
+            let Some(store) = &table.caches[*i] else { continue };
+            let (api, stage) = (label(&stage.api), label(&stage.name));
+            let _ = writeln!(out, "{name}{{api=\"{api}\",stage=\"{stage}\"}} {}", read(store));
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -72,10 +72,10 @@ pub struct LinkConfig {
 }
 
 /// The persisted table, if a previous run stored one.
-pub fn load_persisted(state_dir: &Path) -> Option<LoadedTable> {
+pub fn load_persisted(state_dir: &Path, shards: usize) -> Option<LoadedTable> {
     let path = state_dir.join("table.bin");
     let bytes = std::fs::read(&path).ok()?;
-    match LoadedTable::load(&bytes, None) {
+    match LoadedTable::load(&bytes, None, shards) {
         Ok(table) => Some(table),
         Err(e) => {
             eprintln!("warning: ignoring persisted table {}: {e}", path.display());
@@ -131,7 +131,8 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
     ack(&mut client, config, publisher).await?;
     while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
         let started = Instant::now();
-        let table = match LoadedTable::load(&update.table, publisher.current().as_deref()) {
+        let shards = publisher.shards.len();
+        let table = match LoadedTable::load(&update.table, publisher.current().as_deref(), shards) {
             Ok(table) => Arc::new(table),
             Err(e) => {
                 // The control plane verifies tables before publishing, so this is a bug or a

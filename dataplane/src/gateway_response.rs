@@ -30,6 +30,9 @@ pub enum Kind {
     InvalidApiKey,
     /// The API key's usage plan quota for this period is used up.
     QuotaExceeded,
+    /// `Cache-Control: max-age=0` from a client not allowed to invalidate, on a method whose
+    /// unauthorized handling is FAIL_WITH_403.
+    InvalidationForbidden,
 }
 
 impl Kind {
@@ -58,6 +61,11 @@ impl Kind {
             Kind::Throttled => (429, br#"{"message":"Too Many Requests"}"#, Some(b"ThrottlingException")),
             Kind::InvalidApiKey => (403, br#"{"message":"Forbidden"}"#, Some(b"ForbiddenException")),
             Kind::QuotaExceeded => (429, br#"{"message":"Limit Exceeded"}"#, Some(b"LimitExceededException")),
+            Kind::InvalidationForbidden => (
+                403,
+                br#"{"message":"User is not authorized to perform: execute-api:InvalidateCache"}"#,
+                Some(b"AccessDeniedException"),
+            ),
         }
     }
 }

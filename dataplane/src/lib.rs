@@ -4,12 +4,14 @@
 //! and benchmarks can reach the pure parts (`http1`).
 
 pub mod admin;
+pub mod cache;
 mod conn;
 pub mod control_link;
 mod gateway_response;
 pub mod http1;
 pub mod limit;
 pub mod loaded_table;
+pub mod method_stats;
 mod mock;
 mod pipeline;
 mod proxy;

@@ -1,6 +1,10 @@
 //! A validated routing table plus what the data plane derives from it once, off the shards:
-//! the resolved address of every upstream, and the shared state of every throttle and quota.
+//! the resolved address of every upstream, the shared state of every throttle and quota, the
+//! stage caches and the per-method counters. State whose identity survives a new table is
+//! carried over from the previous one.
 
+use crate::cache::store::Store;
+use crate::method_stats::MethodStats;
 use crate::{limit, quota};
 use proto::lookup;
 use proto::quota as quota_rule;
@@ -18,6 +22,17 @@ pub struct LoadedTable {
     pub limits: Vec<Arc<limit::Cell>>,
     /// Quota count per API key index, for keys whose plan has a quota.
     pub quotas: Vec<Option<Arc<quota::Cell>>>,
+    /// The cache store per stage index, for stages with a cache.
+    pub caches: Vec<Option<Arc<Store>>>,
+    /// Counters per stage index and route index.
+    pub method_stats: Vec<StageMethodStats>,
+}
+
+/// The counters of one stage's routes, parallel to its route sets.
+pub struct StageMethodStats {
+    pub routes: Vec<Arc<MethodStats>>,
+    /// The canary's routes share their stage route's counters (same route id).
+    pub canary: Vec<Arc<MethodStats>>,
 }
 
 /// What identifies a key's quota count across tables: the same key in the same plan, with
@@ -35,7 +50,11 @@ impl LoadedTable {
     /// Validates the bytes and resolves upstream names (a blocking DNS lookup: never call this
     /// on a shard). A throttle that `previous` also has (same stable id) keeps its state, so
     /// a new table neither refills nor empties a bucket.
-    pub fn load(bytes: &[u8], previous: Option<&LoadedTable>) -> Result<LoadedTable, table::DecodeError> {
+    pub fn load(
+        bytes: &[u8],
+        previous: Option<&LoadedTable>,
+        shards: usize,
+    ) -> Result<LoadedTable, table::DecodeError> {
         let bytes = table::decode(bytes)?;
         let upstream_addrs = bytes
             .get()
@@ -98,7 +117,16 @@ impl LoadedTable {
                 Some(surviving.get(&identity).cloned().unwrap_or_default())
             })
             .collect();
-        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas })
+        let caches = carry_caches(bytes.get(), previous);
+        let method_stats = carry_method_stats(bytes.get(), previous, shards);
+        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches, method_stats })
+    }
+
+    /// The counters of a route as the pipeline found it.
+    pub fn method_stats(&self, stage: u32, canary: bool, route: u32) -> &MethodStats {
+        let stage = &self.method_stats[stage as usize];
+        let routes = if canary { &stage.canary } else { &stage.routes };
+        &routes[route as usize]
     }
 
     pub fn get(&self) -> &ArchivedTable {
@@ -152,4 +180,65 @@ impl LoadedTable {
         }
         true
     }
+}
+
+/// A stage cache whose identity (stage, capacity, flush count) is unchanged keeps its store,
+/// minus the entries of methods whose cache settings changed or that are gone. Every other
+/// store of the previous table is retired: its entries stop answering at once.
+fn carry_caches(table: &ArchivedTable, previous: Option<&LoadedTable>) -> Vec<Option<Arc<Store>>> {
+    let mut old: HashMap<u64, Arc<Store>> =
+        previous.map(|p| p.caches.iter().flatten().map(|s| (s.id, s.clone())).collect()).unwrap_or_default();
+    let caches: Vec<Option<Arc<Store>>> = table
+        .stages
+        .iter()
+        .map(|stage| {
+            let settings = stage.cache.as_ref()?;
+            let id = settings.id.to_native();
+            let Some(store) = old.remove(&id) else {
+                return Some(Arc::new(Store::new(id, settings.capacity_bytes.to_native())));
+            };
+            let kept: std::collections::HashSet<u64> = stage
+                .routes
+                .routes
+                .iter()
+                .filter_map(|r| r.cache.as_ref().map(|c| c.id.to_native()))
+                .collect();
+            store.retain_routes(|route| kept.contains(&route));
+            Some(store)
+        })
+        .collect();
+    for store in old.values() {
+        store.retire();
+    }
+    caches
+}
+
+/// Counters follow the route id, so a new table keeps counting where the last one stopped.
+fn carry_method_stats(
+    table: &ArchivedTable,
+    previous: Option<&LoadedTable>,
+    shards: usize,
+) -> Vec<StageMethodStats> {
+    let mut by_id: HashMap<u64, Arc<MethodStats>> = HashMap::new();
+    if let Some(p) = previous {
+        for (stage, stats) in p.get().stages.iter().zip(&p.method_stats) {
+            for (route, s) in stage.routes.routes.iter().zip(&stats.routes) {
+                by_id.insert(route.id.to_native(), s.clone());
+            }
+        }
+    }
+    let mut stats_for = |route: &table::ArchivedRoute| {
+        by_id.entry(route.id.to_native()).or_insert_with(|| Arc::new(MethodStats::new(shards))).clone()
+    };
+    table
+        .stages
+        .iter()
+        .map(|stage| StageMethodStats {
+            routes: stage.routes.routes.iter().map(&mut stats_for).collect(),
+            canary: stage
+                .canary
+                .as_ref()
+                .map_or(Vec::new(), |c| c.routes.routes.iter().map(&mut stats_for).collect()),
+        })
+        .collect()
 }

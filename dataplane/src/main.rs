@@ -96,10 +96,12 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(dir) = &state_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     }
+    let cpus = sys::allowed_cpus();
+    let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
     let table = match &cli.table {
         None if cli.control_plane.is_some() => {
             let dir = state_dir.as_deref().ok_or("a state directory")?;
-            let persisted = control_link::load_persisted(dir);
+            let persisted = control_link::load_persisted(dir, shard_count);
             if let Some(t) = &persisted {
                 eprintln!(
                     "serving persisted table version {} from {} until the control plane answers",
@@ -112,7 +114,8 @@ fn run(cli: Cli) -> Result<(), String> {
         None => None,
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-            let table = LoadedTable::load(&bytes, None).map_err(|e| format!("{}: {e}", path.display()))?;
+            let table = LoadedTable::load(&bytes, None, shard_count)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             eprintln!(
                 "loaded table version {} ({} bytes, {} stage(s)) from {}",
                 table.get().version,
@@ -124,8 +127,6 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     };
 
-    let cpus = sys::allowed_cpus();
-    let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
     let listeners = bind_listeners(cli.listen, shard_count)?;
     let listen_addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let admin_listener =
@@ -133,10 +134,12 @@ fn run(cli: Cli) -> Result<(), String> {
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
 
     let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
+    let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
         table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),
         shards: stats.clone(),
+        table: current_table.clone(),
     });
     {
         let state = admin_state.clone();
@@ -198,7 +201,6 @@ fn run(cli: Cli) -> Result<(), String> {
     println!("listening on {listen_addr}");
 
     let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
-    let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
     let started_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let reporter = usage_report::start(

@@ -7,10 +7,13 @@
 //! 3. throttle: the key's per-method and plan buckets, then method, stage and account (all
 //!    shared by every shard), 429 when one is empty;
 //! 4. quota: the key's plan quota for this period, 429 Limit Exceeded when used up;
-//! 5. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream;
-//! 6. response: written to the connection's output buffer with the common headers.
+//! 5. cache: an HTTP method with cache settings is answered from the stage cache when it can
+//!    (`Cache-Control: max-age=0` refreshes, if the client may invalidate);
+//! 6. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream (a cache
+//!    miss stores what it gets);
+//! 7. response: written to the connection's output buffer with the common headers.
 //!
-//! Phases added later (authorizers, validation, cache, metrics) slot in between
+//! Phases added later (authorizers, validation, metrics) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
 
 use crate::gateway_response::{self, Kind};
@@ -59,9 +62,11 @@ pub async fn handle(
     };
     let stage = &table.get().stages[stage_match.stage as usize];
     // A canary takes its share of requests, each chosen at random.
-    let routes = match stage.canary.as_ref() {
-        Some(canary) if shard.roll_per_million() < canary.percent_per_million.to_native() => &canary.routes,
-        _ => &stage.routes,
+    let (routes, in_canary) = match stage.canary.as_ref() {
+        Some(canary) if shard.roll_per_million() < canary.percent_per_million.to_native() => {
+            (&canary.routes, true)
+        }
+        _ => (&stage.routes, false),
     };
     let mut captures = Captures::default();
     let method = Method::from_bytes(head.method.as_bytes());
@@ -118,10 +123,29 @@ pub async fn handle(
                 route_path: stage_match.path,
                 captures: &captures,
             };
-            // Boxed: the upstream exchange's state is large, and keeping it inline would make
-            // every connection's future (idle ones included) that much bigger. One small
-            // allocation per proxied request buys ~half the memory of an idle connection.
-            Box::pin(crate::proxy::respond(call, out, upstream, &common)).await
+            // Canary routes carry no cache settings (AWS: the canary does not use the stage
+            // cache by default).
+            let cache = route.cache.as_ref().zip(table.caches[stage_match.stage as usize].as_ref());
+            let Some((settings, store)) = cache.filter(|(settings, _)| crate::cache::applies(settings, head))
+            else {
+                // Boxed: the upstream exchange's state is large, and keeping it inline would
+                // make every connection's future (idle ones included) that much bigger. One
+                // small allocation per proxied request buys ~half the memory of an idle
+                // connection.
+                return Box::pin(crate::proxy::respond(call, out, upstream, &common)).await;
+            };
+            let may_invalidate = || {
+                let key =
+                    key.or_else(|| table.authorized_key(head.headers.get("x-api-key"), stage_match.stage));
+                key.is_some_and(|k| table.get().api_keys[k as usize].invalidate_cache)
+            };
+            let mode = match crate::cache::mode(settings, head, may_invalidate) {
+                Ok(mode) => mode,
+                Err(kind) => return gateway_response::write(out, kind, &common),
+            };
+            let stats = table.method_stats(stage_match.stage, in_canary, route_index).slot(shard.index);
+            let cached = crate::cache::Cached { store, settings, mode, stats };
+            Box::pin(crate::cache::respond(call, cached, out, upstream, &common)).await
         }
     }
 }

@@ -45,33 +45,51 @@ fn named_by_connection(connection: Option<&[u8]>, name: &[u8]) -> bool {
 }
 
 pub async fn respond(call: Call<'_>, out: &mut Vec<u8>, bufs: &mut UpstreamBuffers, common: &Common<'_>) {
+    let result = fetch(&call, bufs).await;
+    let common = &after_upstream(call.shard, common);
+    match result {
+        Ok(response) => write_response(&response, bufs, out, common, None),
+        Err(kind) => gateway_response::write(out, kind, common),
+    }
+    bufs.trim();
+}
+
+/// The common headers for a response that waited on an upstream: a drain may have begun
+/// meanwhile, and then the response closes the connection.
+pub fn after_upstream<'c>(shard: &Shard, common: &Common<'c>) -> Common<'c> {
+    Common { keep_alive: common.keep_alive && !shard.draining.get(), ..*common }
+}
+
+/// Sends the request upstream and reads the response into `bufs`, within the integration's
+/// timeout; a failure is the gateway response to give instead.
+pub async fn fetch(call: &Call<'_>, bufs: &mut UpstreamBuffers) -> Result<upstream::Response, Kind> {
     let integration = call.integration;
     let upstream_index = integration.upstream.to_native() as usize;
     let Some(addr) = call.table.upstream_addrs[upstream_index] else {
-        return gateway_response::write(out, Kind::IntegrationFailure, common);
+        return Err(Kind::IntegrationFailure);
     };
-    build_request(&call, &mut bufs.req);
-    let timeout = Duration::from_millis(u64::from(integration.timeout_ms.to_native()));
+    build_request(call, &mut bufs.req);
+    let timeout = timeout(integration);
     let connect_timeout = call.shard.settings.connect_timeout.min(timeout);
     let head_request = call.request.head.method == "HEAD" && integration.method.is_none();
     let exchange = upstream::exchange(call.shard, addr, bufs, head_request, connect_timeout);
-    let result = monoio::time::timeout(timeout, exchange).await;
-    // A drain may have begun while the upstream was working: this response then closes.
-    let common = &Common { keep_alive: common.keep_alive && !call.shard.draining.get(), ..*common };
-    let response = match result {
-        Ok(Ok(response)) => response,
+    match monoio::time::timeout(timeout, exchange).await {
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
             bufs.trim();
-            return gateway_response::write(out, Kind::IntegrationFailure, common);
+            Err(Kind::IntegrationFailure)
         }
         Err(_elapsed) => {
             // The exchange was dropped mid-way; its connection is gone with it.
             bufs.trim();
-            return gateway_response::write(out, Kind::IntegrationTimeout, common);
+            Err(Kind::IntegrationTimeout)
         }
-    };
-    write_response(&response, bufs, out, common);
-    bufs.trim();
+    }
+}
+
+/// How long the integration may take.
+pub fn timeout(integration: &ArchivedHttpIntegration) -> Duration {
+    Duration::from_millis(u64::from(integration.timeout_ms.to_native()))
 }
 
 /// Encodes the upstream request into `req`.
@@ -165,14 +183,34 @@ fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
 }
 
 /// Writes the client response: the upstream's status and headers (minus hop-by-hop ones and
-/// those the gateway sets itself), then the body.
-fn write_response(
+/// those the gateway sets itself), `extra` if given, then the body.
+pub fn write_response(
     response: &upstream::Response,
     bufs: &UpstreamBuffers,
     out: &mut Vec<u8>,
     common: &Common<'_>,
+    extra: Option<(&[u8], &[u8])>,
 ) {
     response::write_status(out, response.status);
+    write_headers(bufs, out);
+    if let Some((name, value)) = extra {
+        response::write_header(out, name, value);
+    }
+    let content_length = if common.head_request { response.content_length } else { None };
+    response::finish(out, common, body(response, bufs), content_length);
+}
+
+/// The upstream response's body.
+pub fn body<'b>(response: &upstream::Response, bufs: &'b UpstreamBuffers) -> &'b [u8] {
+    match response.body {
+        Body::Raw(start, end) => &bufs.resp[start..end],
+        Body::Decoded => &bufs.body[..],
+    }
+}
+
+/// The upstream's headers as the client gets them: without hop-by-hop ones and those the
+/// gateway writes itself (`content-length`, `date`); its request id under a remapped name.
+pub fn write_headers(bufs: &UpstreamBuffers, out: &mut Vec<u8>) {
     for i in 0..bufs.headers.len() {
         let (name, value) = bufs.header(i);
         if is_hop_by_hop(name)
@@ -188,10 +226,4 @@ fn write_response(
         }
         response::write_header(out, name, value);
     }
-    let body = match response.body {
-        Body::Raw(start, end) => &bufs.resp[start..end],
-        Body::Decoded => &bufs.body[..],
-    };
-    let content_length = if common.head_request { response.content_length } else { None };
-    response::finish(out, common, body, content_length);
 }

@@ -3,6 +3,7 @@
 //! ids, date cache). Nothing here is shared with another shard except the read-only table and
 //! the relaxed counters in [`ShardStats`].
 
+use crate::cache::local::LocalCache;
 use crate::http1::date::DateCache;
 use crate::loaded_table::LoadedTable;
 use crate::request_id::RequestIds;
@@ -49,6 +50,8 @@ pub struct Shard {
     pub clock: CoarseClock,
     /// xorshift state for canary rolls.
     rng: Cell<u64>,
+    /// This shard's map of the cache entries it serves.
+    pub cache: RefCell<LocalCache>,
 }
 
 pub struct ConnEntry {
@@ -214,6 +217,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         listen_port,
         clock: CoarseClock::new(),
         rng: Cell::new(seed | 1),
+        cache: RefCell::default(),
     });
     monoio::spawn(sweep(shard.clone(), spec.table_updates.clone()));
     loop {
@@ -242,7 +246,8 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
 }
 
 /// Every [`TICK`]: swaps in a new table if one arrived, advances the coarse clock and the
-/// `Date` header, and closes connections past their deadline. One timer for the whole shard,
+/// `Date` header, drops cache entries that stopped answering from the shard's map, and closes
+/// connections past their deadline. One timer for the whole shard,
 /// instead of one per read; the request path never polls anything.
 async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>) {
     loop {
@@ -250,6 +255,7 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
         swap_table(&shard, &table_updates);
         shard.clock.advance();
         shard.date.borrow_mut().refresh();
+        shard.cache.borrow_mut().sweep(crate::limit::now_ns());
         let now = shard.clock.now_ms();
         for (_, conn) in shard.conns.borrow().iter() {
             let deadline = conn.state.deadline_ms.get();

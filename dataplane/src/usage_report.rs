@@ -436,10 +436,11 @@ mod tests {
                 plan: Some(0),
                 limit: None,
                 method_limits: vec![],
+                invalidate_cache: false,
             }],
             ..Table::default()
         };
-        LoadedTable::load(&table::encode(&t), None).unwrap()
+        LoadedTable::load(&table::encode(&t), None, 1).unwrap()
     }
 
     const NOW: i64 = 1_796_083_200 + 3_600;

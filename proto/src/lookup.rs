@@ -273,6 +273,7 @@ mod tests {
                 integration: mock(),
                 limit: None,
                 api_key_required: false,
+                cache: None,
             });
         }
         Stage {
@@ -284,6 +285,7 @@ mod tests {
             routes: tree.finish(routes),
             canary: None,
             limit: None,
+            cache: None,
         }
     }
 

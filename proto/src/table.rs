@@ -104,6 +104,9 @@ pub struct ApiKey {
     pub limit: Option<u32>,
     /// The plan's per-method throttles for this key, sorted by route id.
     pub method_limits: Vec<KeyMethodLimit>,
+    /// May refresh cache entries with `Cache-Control: max-age=0` on the stages its plan covers
+    /// (the gateway's stand-in for AWS's `execute-api:InvalidateCache` permission).
+    pub invalidate_cache: bool,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -175,7 +178,27 @@ pub struct Stage {
     pub canary: Option<Canary>,
     /// The stage throttle, index into [`Table::limits`].
     pub limit: Option<u32>,
+    /// The stage cache (AWS: the stage's cache cluster), when enabled.
+    pub cache: Option<StageCache>,
 }
+
+/// A stage's response cache: one store per data plane, shared by its shards.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct StageCache {
+    /// Identity of the cache's contents: stage id, capacity and flush count. A data plane keeps
+    /// the store (and its entries) across tables while this stays the same; a resize or a
+    /// `controlctl cache flush` changes it and so starts an empty store, as AWS does.
+    pub id: u64,
+    /// Most bytes all entries may hold together, on each data plane.
+    pub capacity_bytes: u64,
+}
+
+/// Largest response the cache stores (AWS: 1 MiB); larger ones are served, not stored.
+pub const MAX_CACHED_RESPONSE: usize = 1 << 20;
+/// Longest cache TTL AWS allows.
+pub const MAX_CACHE_TTL_MS: u32 = 3_600_000;
+/// Smallest stage cache capacity: the largest entry must fit.
+pub const MIN_CACHE_CAPACITY: u64 = 1 << 20;
 
 /// The routes of one deployment as a stage serves them.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -345,6 +368,51 @@ pub struct Route {
     pub limit: Option<u32>,
     /// Requests need an `x-api-key` of a usage plan covering the stage (else 403).
     pub api_key_required: bool,
+    /// How this method uses the stage cache; `None` when it does not.
+    pub cache: Option<RouteCache>,
+}
+
+/// A method's cache settings (AWS method settings plus the method's `cacheKeyParameters`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// Identity of this method's entries: the route id and every setting below. Entries
+    /// stored under another identity are dropped when a table without it loads.
+    pub id: u64,
+    /// 1 ms to [`MAX_CACHE_TTL_MS`] (a TTL of 0 compiles to no cache at all).
+    pub ttl_ms: u32,
+    /// Only GET requests use the cache (AWS's default); false when the method enabled caching
+    /// explicitly, so an ANY or POST route caches every method it serves.
+    pub get_only: bool,
+    /// The request values besides method and resource that tell entries apart, in order.
+    pub key: Vec<CacheKeyPart>,
+    /// `Cache-Control: max-age=0` refreshes the entry only for an API key allowed to
+    /// invalidate (AWS: `requireAuthorizationForCacheControl`).
+    pub require_authorization: bool,
+    pub unauthorized: UnauthorizedInvalidation,
+}
+
+/// A `cacheKeyParameters` entry.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum CacheKeyPart {
+    /// `method.request.path.NAME`: index into [`Route::params`].
+    Path(u32),
+    /// `method.request.querystring.NAME`: every value of the query parameter, in order.
+    Query(String),
+    /// `method.request.header.NAME`, lowercase (header names are case-insensitive).
+    Header(String),
+}
+
+/// AWS `unauthorizedCacheControlHeaderStrategy`: what a refresh request from a client not
+/// allowed to invalidate gets.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum UnauthorizedInvalidation {
+    /// 403, and nothing is served.
+    FailWith403,
+    /// Served as if the header were absent, with a `Warning` header saying so.
+    SucceedWithResponseHeader,
+    /// Served as if the header were absent.
+    SucceedWithoutResponseHeader,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -489,6 +557,17 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> R
         if route.params.len() > MAX_PARAMS {
             return Err(format!("route {} has too many parameters", route.key));
         }
+        if let Some(cache) = route.cache.as_ref() {
+            let ttl = cache.ttl_ms.to_native();
+            let params_ok = cache.key.iter().all(|part| match part {
+                ArchivedCacheKeyPart::Path(i) => (i.to_native() as usize) < route.params.len(),
+                ArchivedCacheKeyPart::Header(name) => !name.bytes().any(|b| b.is_ascii_uppercase()),
+                ArchivedCacheKeyPart::Query(_) => true,
+            });
+            if ttl == 0 || ttl > MAX_CACHE_TTL_MS || !params_ok {
+                return Err(format!("route {} has malformed cache settings", route.key));
+            }
+        }
         if let ArchivedIntegration::Http(http) = &route.integration {
             if http.upstream.to_native() as usize >= upstreams {
                 return Err(format!("route {} calls a missing upstream", route.key));
@@ -534,6 +613,11 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
             return Err(format!("stage {name} has a missing throttle"));
         }
         check_route_set(&stage.routes, upstreams, limits).map_err(|e| format!("stage {name}: {e}"))?;
+        if let Some(cache) = stage.cache.as_ref() {
+            if cache.capacity_bytes.to_native() < MIN_CACHE_CAPACITY {
+                return Err(format!("stage {name}: cache capacity below {MIN_CACHE_CAPACITY} bytes"));
+            }
+        }
         if let Some(canary) = stage.canary.as_ref() {
             if canary.percent_per_million.to_native() > 1_000_000 {
                 return Err(format!("stage {name}: canary share above 100%"));

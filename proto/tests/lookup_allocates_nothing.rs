@@ -44,6 +44,7 @@ fn stage_and_route_lookup_do_not_allocate() {
             integration,
             limit: None,
             api_key_required: false,
+            cache: None,
         });
     }
     let stage = Stage {
@@ -55,6 +56,7 @@ fn stage_and_route_lookup_do_not_allocate() {
         routes: tree.finish(routes),
         canary: None,
         limit: None,
+        cache: None,
     };
     let table = Table {
         version: 1,

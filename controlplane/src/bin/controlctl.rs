@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The stage response cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Validate manifests and compile them into a routing table file, offline (for
     /// `dataplane --table FILE`).
     Compile {
@@ -119,6 +124,20 @@ enum Command {
         output: PathBuf,
         #[arg(long, default_value_t = 1)]
         version: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Empty a stage's cache on every data plane; waits until every connected data plane
+    /// serves the flushed table.
+    Flush {
+        api: String,
+        #[arg(long)]
+        stage: String,
+        /// How long to wait for the data planes.
+        #[arg(long = "timeout", default_value_t = 30)]
+        timeout_secs: u64,
     },
 }
 
@@ -282,6 +301,12 @@ async fn run(command: Command, server: String) -> Result<(), Failure> {
             let resp = client.deploy(grpc::DeployRequest { api, stage, description }).await?.into_inner();
             print_changes(&resp.changes, "");
             Ok(())
+        }
+        Command::Cache { action: CacheAction::Flush { api, stage, timeout_secs } } => {
+            let mut client = connect(&server).await?;
+            let resp = client.flush_cache(grpc::FlushCacheRequest { api, stage }).await?.into_inner();
+            print_changes(&resp.changes, "");
+            wait_for(&mut client, resp.version, Duration::from_secs(timeout_secs)).await
         }
         Command::Rollback { api, stage, to } => {
             let mut client = connect(&server).await?;
