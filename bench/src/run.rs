@@ -19,8 +19,22 @@ use std::time::{Duration, Instant};
 
 pub struct Target {
     pub addr: SocketAddr,
-    pub request: Vec<u8>,
+    /// The encoded requests: one, or one per key of a key set.
+    pub requests: Vec<Vec<u8>>,
+    /// Which request the i-th one sent is (cycled); empty: always the first.
+    pub sequence: Vec<u32>,
     pub timeout: Duration,
+}
+
+impl Target {
+    /// The bytes of the `i`-th request of the run.
+    fn request(&self, i: u64) -> &[u8] {
+        if self.sequence.is_empty() {
+            return &self.requests[0];
+        }
+        let k = self.sequence[(i % self.sequence.len() as u64) as usize];
+        &self.requests[k as usize]
+    }
 }
 
 /// Time allowed to start every thread and open every connection before the schedule starts.
@@ -78,7 +92,7 @@ pub fn open_loop(target: &Target, shape: Shape, connections: usize) -> Report {
             // The generator's own lateness: from when it could have sent (the schedule, or the
             // previous response if that came later) to when it did.
             let lag = pace::lateness(intended.max(ready), sent);
-            conn.exchange(&target.request, 1, |outcome| {
+            conn.exchange(target.request(i), 1, |outcome| {
                 let done = Instant::now();
                 let at = done.saturating_duration_since(start);
                 recorder.record(outcome, done - intended, done - sent, lag, at);
@@ -119,7 +133,8 @@ pub fn burst(target: &Target, requests: u64, connections: usize) -> Report {
         pace::sleep_until(t0);
         let sent = Instant::now();
         if share > 0 {
-            conn.exchange(&target.request, share as usize, |outcome| {
+            // Pipelined copies of one request: a key set applies to the paced modes only.
+            conn.exchange(target.request(0), share as usize, |outcome| {
                 let done = Instant::now();
                 recorder.record(outcome, done - t0, done - sent, pace::lateness(t0, sent), done - t0);
             });
@@ -143,11 +158,15 @@ pub fn burst(target: &Target, requests: u64, connections: usize) -> Report {
 pub fn closed_loop(target: &Target, duration: Duration, connections: usize) -> Report {
     let start = Instant::now() + START_GRACE;
     let end = start + duration;
-    let (recorder, _) = on_threads(target, connections, |_, conn, recorder| {
+    let (recorder, _) = on_threads(target, connections, |k, conn, recorder| {
         pace::sleep_until(start);
+        // Connection k walks the key sequence from its own offset, so together the
+        // connections send the sequence's mix.
+        let mut i = (k as u64).wrapping_mul(7919);
         while Instant::now() < end {
             let sent = Instant::now();
-            conn.exchange(&target.request, 1, |outcome| {
+            i += 1;
+            conn.exchange(target.request(i), 1, |outcome| {
                 let done = Instant::now();
                 recorder.record(outcome, done - sent, done - sent, Duration::ZERO, done - start);
             });

@@ -117,7 +117,7 @@ impl LoadedTable {
                 Some(surviving.get(&identity).cloned().unwrap_or_default())
             })
             .collect();
-        let caches = carry_caches(bytes.get(), previous);
+        let caches = carry_caches(bytes.get(), previous, shards);
         let method_stats = carry_method_stats(bytes.get(), previous, shards);
         Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches, method_stats })
     }
@@ -185,7 +185,11 @@ impl LoadedTable {
 /// A stage cache whose identity (stage, capacity, flush count) is unchanged keeps its store,
 /// minus the entries of methods whose cache settings changed or that are gone. Every other
 /// store of the previous table is retired: its entries stop answering at once.
-fn carry_caches(table: &ArchivedTable, previous: Option<&LoadedTable>) -> Vec<Option<Arc<Store>>> {
+fn carry_caches(
+    table: &ArchivedTable,
+    previous: Option<&LoadedTable>,
+    shards: usize,
+) -> Vec<Option<Arc<Store>>> {
     let mut old: HashMap<u64, Arc<Store>> =
         previous.map(|p| p.caches.iter().flatten().map(|s| (s.id, s.clone())).collect()).unwrap_or_default();
     let caches: Vec<Option<Arc<Store>>> = table
@@ -195,7 +199,7 @@ fn carry_caches(table: &ArchivedTable, previous: Option<&LoadedTable>) -> Vec<Op
             let settings = stage.cache.as_ref()?;
             let id = settings.id.to_native();
             let Some(store) = old.remove(&id) else {
-                return Some(Arc::new(Store::new(id, settings.capacity_bytes.to_native())));
+                return Some(Arc::new(Store::new(id, settings.capacity_bytes.to_native(), shards)));
             };
             let kept: std::collections::HashSet<u64> = stage
                 .routes

@@ -255,7 +255,10 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
         swap_table(&shard, &table_updates);
         shard.clock.advance();
         shard.date.borrow_mut().refresh();
-        shard.cache.borrow_mut().sweep(crate::limit::now_ns());
+        if let Some(table) = shard.current_table() {
+            let stores = table.caches.iter().flatten().map(|s| &**s);
+            shard.cache.borrow_mut().tick(stores, shard.index, crate::limit::now_ns());
+        }
         let now = shard.clock.now_ms();
         for (_, conn) in shard.conns.borrow().iter() {
             let deadline = conn.state.deadline_ms.get();

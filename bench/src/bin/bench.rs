@@ -91,6 +91,12 @@ struct Common {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace `{key}` in the URL with one of this many keys (0..N), drawn by --zipf.
+    #[arg(long)]
+    keys: Option<u32>,
+    /// Zipf exponent of the key draw (1.0: rank k is k times rarer than the first; 0: uniform).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
 }
 
 fn target(common: &Common) -> Result<Target, String> {
@@ -110,11 +116,18 @@ fn target(common: &Common) -> Result<Target, String> {
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
     let host = common.host.clone().unwrap_or_else(|| authority.to_string());
-    Ok(Target {
-        addr,
-        request: request_bytes(&common.method, &host, path, &headers, common.body.as_bytes()),
-        timeout: Duration::from_secs_f64(common.timeout),
-    })
+    let encode = |path: &str| request_bytes(&common.method, &host, path, &headers, common.body.as_bytes());
+    let (requests, sequence) = match common.keys {
+        None => (vec![encode(path)], Vec::new()),
+        Some(n) => {
+            if !path.contains("{key}") {
+                return Err("--keys needs '{key}' in the URL".into());
+            }
+            let requests = (0..n.max(1)).map(|k| encode(&path.replace("{key}", &k.to_string()))).collect();
+            (requests, bench::keys::zipf_sequence(n, common.zipf, 1 << 20, 0x5eed))
+        }
+    };
+    Ok(Target { addr, requests, sequence, timeout: Duration::from_secs_f64(common.timeout) })
 }
 
 fn main() -> ExitCode {

@@ -3,10 +3,10 @@
 //! are shared with the stage's [`Store`](super::store::Store); the map only holds references,
 //! so an entry's memory is counted once however many shards serve it.
 
-use super::store::{self, Entry, HashedMap};
+use super::store::{Entry, HashedMap, Store};
 use std::sync::Arc;
 
-/// How often a shard drops expired entries from its map when nothing was evicted.
+/// How often a shard drops expired entries from its map.
 const EXPIRY_SWEEP_NS: u64 = 1_000_000_000;
 
 #[derive(Default)]
@@ -14,8 +14,6 @@ pub struct LocalCache {
     entries: HashedMap<Arc<Entry>>,
     /// The key of the request being answered, reused so that building a key does not allocate.
     pub key: Vec<u8>,
-    /// [`store::evictions`] when this map was last swept.
-    seen_evictions: u64,
     last_sweep_ns: u64,
 }
 
@@ -30,20 +28,31 @@ impl LocalCache {
         Some(entry)
     }
 
-    pub fn insert(&mut self, hash: u64, entry: Arc<Entry>) {
-        self.entries.insert(hash, entry);
+    /// Keeps `entry` for later hits on this shard (unless it was evicted meanwhile).
+    pub fn insert(&mut self, hash: u64, entry: Arc<Entry>, shard: usize) {
+        if entry.hold(shard) {
+            self.entries.insert(hash, entry);
+        }
     }
 
-    /// Drops entries that no longer answer, so evicted ones give their memory back: at once
-    /// when any store evicted since the last sweep, otherwise once a second for expired ones.
-    /// Called from the shard's tick, never on a request.
-    pub fn sweep(&mut self, now_ns: u64) {
-        let evictions = store::evictions();
-        let due = now_ns.saturating_sub(self.last_sweep_ns) >= EXPIRY_SWEEP_NS;
-        if evictions == self.seen_evictions && !due {
+    /// The store evicted the entry under `hash`: drop it, so its memory comes back. A newer
+    /// entry under the same hash stays.
+    pub fn forget(&mut self, hash: u64) {
+        if self.entries.get(&hash).is_some_and(|e| e.is_evicted()) {
+            self.entries.remove(&hash);
+        }
+    }
+
+    /// From the shard's tick, never on a request: takes the evictions the stores kept for this
+    /// shard, and once a second drops expired entries (and any evicted one a shard past the
+    /// tracked ones could not be told of).
+    pub fn tick<'s>(&mut self, stores: impl Iterator<Item = &'s Store>, shard: usize, now_ns: u64) {
+        for store in stores {
+            store.drain_evicted(shard, &mut |hash| self.forget(hash));
+        }
+        if now_ns.saturating_sub(self.last_sweep_ns) < EXPIRY_SWEEP_NS {
             return;
         }
-        self.seen_evictions = evictions;
         self.last_sweep_ns = now_ns;
         self.entries.retain(|_, entry| entry.is_live(now_ns));
         if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {

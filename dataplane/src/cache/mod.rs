@@ -107,11 +107,15 @@ pub async fn respond(
     };
     // The key outlives the scratch buffer across the fetch; a miss costs a fetch anyway.
     let key: Box<[u8]> = shard.cache.borrow().key.as_slice().into();
-    let ticket = match store.lookup(hash, &key, now, mode == Mode::Refresh) {
+    let lookup = {
+        let mut local = shard.cache.borrow_mut();
+        store.lookup(hash, &key, now, mode == Mode::Refresh, shard.index, &mut |h| local.forget(h))
+    };
+    let ticket = match lookup {
         Lookup::Hit(entry) => {
             MethodStats::add(&stats.cache_hits);
             write_entry(&entry, out, common, warning);
-            shard.cache.borrow_mut().insert(hash, entry);
+            shard.cache.borrow_mut().insert(hash, entry, shard.index);
             return;
         }
         Lookup::Wait(fill) => {
@@ -121,7 +125,7 @@ pub async fn respond(
                 Ok(Some(entry)) if entry.answers(&key, crate::limit::now_ns()) => {
                     MethodStats::add(&stats.cache_hits);
                     write_entry(&entry, out, common, warning);
-                    shard.cache.borrow_mut().insert(hash, entry);
+                    shard.cache.borrow_mut().insert(hash, entry, shard.index);
                     return;
                 }
                 // The fill stored nothing (an error, too large): fetch for this request alone,
@@ -140,8 +144,10 @@ pub async fn respond(
             if let Some(ticket) = ticket {
                 let stored = storable(&response, bufs);
                 let ttl_ns = u64::from(settings.ttl_ms.to_native()) * 1_000_000;
-                if let Some(entry) = ticket.complete(&key, stored, ttl_ns, crate::limit::now_ns()) {
-                    shard.cache.borrow_mut().insert(hash, entry);
+                let mut local = shard.cache.borrow_mut();
+                let now = crate::limit::now_ns();
+                if let Some(entry) = ticket.complete(&key, stored, ttl_ns, now, &mut |h| local.forget(h)) {
+                    local.insert(hash, entry, shard.index);
                 }
             }
             proxy::write_response(&response, bufs, out, common, warning);

@@ -10,26 +10,28 @@
 //! count.
 //!
 //! Memory: every entry charges its bytes to the store's budget from creation until its last
-//! reference drops (a shard's map may hold an evicted entry until its next sweep). An entry is
-//! stored only once the budget has room for it, evicting others first, so live entries never
-//! exceed the capacity. Pure apart from the mutex: `now` is always an argument.
+//! reference drops. An entry is stored only once the budget has room for it, evicting others
+//! first, so entries alive anywhere never exceed the capacity. An evicted entry may still be
+//! in a shard's map: each entry records which shards hold it, and its eviction tells them (at
+//! once for the evicting shard, otherwise the next time that shard takes this lock or ticks),
+//! so evicted memory comes back within a tick even under key churn. Pure apart from the
+//! mutex: `now` is always an argument.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// What an entry costs besides its bytes: the entry, its `Arc`, the store's map slot and clock
 /// record, and a slot in each shard's map (measured with the `cache` bench, rounded up).
 pub const ENTRY_OVERHEAD: u64 = 256;
 
-/// Counts evictions in every store of the process, so shards know when their maps hold
-/// evicted entries to drop.
-static EVICTIONS: AtomicU64 = AtomicU64::new(0);
+/// Shards past this index are not told of evictions; their maps drop evicted entries at
+/// their once-a-second sweep.
+const TRACKED_SHARDS: usize = 64;
 
-pub fn evictions() -> u64 {
-    EVICTIONS.load(Relaxed)
-}
+/// Called with the hash of each entry the calling shard holds that was evicted.
+pub type Forget<'f> = &'f mut dyn FnMut(u64);
 
 /// A cached response, immutable once made.
 pub struct Entry {
@@ -43,6 +45,8 @@ pub struct Entry {
     evicted: AtomicBool,
     /// Set by a hit, cleared by the CLOCK hand: a recently used entry gets a second chance.
     referenced: AtomicBool,
+    /// Bit `s`: shard `s` holds this entry in its map.
+    held_by: AtomicU64,
     charge: u64,
     budget: Arc<AtomicU64>,
 }
@@ -66,8 +70,23 @@ impl Entry {
         }
     }
 
-    fn evict(&self) {
-        self.evicted.store(true, Relaxed);
+    pub fn is_evicted(&self) -> bool {
+        self.evicted.load(Relaxed)
+    }
+
+    /// Records that `shard` holds the entry; false if it was evicted meanwhile (then the shard
+    /// must not keep it). SeqCst here and in [`Entry::holders_after_evicting`]: of a
+    /// concurrent hold and eviction, at least one sees the other.
+    pub fn hold(&self, shard: usize) -> bool {
+        if shard < TRACKED_SHARDS {
+            self.held_by.fetch_or(1 << shard, SeqCst);
+        }
+        !self.evicted.load(SeqCst)
+    }
+
+    fn holders_after_evicting(&self) -> u64 {
+        self.evicted.store(true, SeqCst);
+        self.held_by.load(SeqCst)
     }
 }
 
@@ -112,6 +131,7 @@ pub struct FillTicket {
     store: Arc<Store>,
     hash: u64,
     fill: Arc<Fill>,
+    shard: usize,
     completed: bool,
 }
 
@@ -123,13 +143,16 @@ impl FillTicket {
         response: Option<Response>,
         ttl_ns: u64,
         now_ns: u64,
+        forget: Forget<'_>,
     ) -> Option<Arc<Entry>> {
         self.completed = true;
         let mut inner = self.store.lock();
         if inner.fills.get(&self.hash).is_some_and(|f| Arc::ptr_eq(f, &self.fill)) {
             inner.fills.remove(&self.hash);
         }
-        let entry = response.and_then(|r| self.store.insert(&mut inner, self.hash, key, r, now_ns, ttl_ns));
+        inner.drain(self.shard, forget);
+        let put = Put { hash: self.hash, key, now_ns, ttl_ns, shard: self.shard };
+        let entry = response.and_then(|r| self.store.insert(&mut inner, put, r, forget));
         drop(inner);
         let _ = self.fill.result.set(entry.clone());
         entry
@@ -170,6 +193,16 @@ impl Hasher for PassThrough {
 
 pub type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
+/// Where and for how long a fetched response goes.
+struct Put<'k> {
+    hash: u64,
+    key: &'k [u8],
+    now_ns: u64,
+    ttl_ns: u64,
+    /// The shard storing it.
+    shard: usize,
+}
+
 struct Slot {
     entry: Arc<Entry>,
     /// Which clock record is this entry's (older records for the same hash are stale).
@@ -186,6 +219,34 @@ struct Inner {
     fills: HashedMap<Arc<Fill>>,
     /// A newer table replaced this store; requests still on the old table store nothing.
     retired: bool,
+    /// Per shard: hashes of entries it holds that were evicted, for it to drop.
+    evicted: Vec<Vec<u64>>,
+}
+
+impl Inner {
+    /// Evicts the entry (stored under `hash`) and tells the shards that hold it: `me` at once
+    /// through `forget`, the others through their lists.
+    fn evict(&mut self, hash: u64, entry: &Entry, me: Option<usize>, forget: Forget<'_>) {
+        let mut holders = entry.holders_after_evicting();
+        while holders != 0 {
+            let shard = holders.trailing_zeros() as usize;
+            holders &= holders - 1;
+            if Some(shard) == me {
+                forget(hash);
+            } else if let Some(list) = self.evicted.get_mut(shard) {
+                list.push(hash);
+            }
+        }
+    }
+
+    /// Hands `shard` the evictions waiting for it.
+    fn drain(&mut self, shard: usize, forget: Forget<'_>) {
+        if let Some(list) = self.evicted.get_mut(shard) {
+            for hash in list.drain(..) {
+                forget(hash);
+            }
+        }
+    }
 }
 
 pub struct Store {
@@ -198,8 +259,10 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(id: u64, capacity: u64) -> Store {
-        Store { id, capacity, budget: Arc::default(), inner: Mutex::default() }
+    /// A store for a data plane of `shards` shards.
+    pub fn new(id: u64, capacity: u64, shards: usize) -> Store {
+        let inner = Inner { evicted: vec![Vec::new(); shards.min(TRACKED_SHARDS)], ..Inner::default() };
+        Store { id, capacity, budget: Arc::default(), inner: Mutex::new(inner) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -222,10 +285,20 @@ impl Store {
         self.len() == 0
     }
 
-    /// A shard's map missed `key` (hashed to `hash`). `refresh`: the client asked for a fresh
-    /// response (`Cache-Control: max-age=0`), so a stored entry does not answer.
-    pub fn lookup(self: &Arc<Self>, hash: u64, key: &[u8], now_ns: u64, refresh: bool) -> Lookup {
+    /// Shard `shard`'s map missed `key` (hashed to `hash`). `refresh`: the client asked for a
+    /// fresh response (`Cache-Control: max-age=0`), so a stored entry does not answer.
+    /// `forget` hears of the shard's evicted entries meanwhile.
+    pub fn lookup(
+        self: &Arc<Self>,
+        hash: u64,
+        key: &[u8],
+        now_ns: u64,
+        refresh: bool,
+        shard: usize,
+        forget: Forget<'_>,
+    ) -> Lookup {
         let mut inner = self.lock();
+        inner.drain(shard, forget);
         if let Some(slot) = inner.entries.get(&hash) {
             if !refresh && slot.entry.answers(key, now_ns) {
                 slot.entry.touch();
@@ -237,32 +310,30 @@ impl Store {
         }
         let fill = Arc::new(Fill::default());
         inner.fills.insert(hash, fill.clone());
-        Lookup::Fetch(FillTicket { store: self.clone(), hash, fill, completed: false })
+        Lookup::Fetch(FillTicket { store: self.clone(), hash, fill, shard, completed: false })
+    }
+
+    /// Hands `shard` the evictions waiting for it (from its tick).
+    pub fn drain_evicted(&self, shard: usize, forget: Forget<'_>) {
+        self.lock().drain(shard, forget);
     }
 
     fn insert(
         &self,
         inner: &mut Inner,
-        hash: u64,
-        key: &[u8],
+        put: Put<'_>,
         response: Response,
-        now_ns: u64,
-        ttl_ns: u64,
+        forget: Forget<'_>,
     ) -> Option<Arc<Entry>> {
+        let Put { hash, key, now_ns, ttl_ns, shard } = put;
         let charge = (key.len() + response.headers.len() + response.body.len()) as u64 + ENTRY_OVERHEAD;
         if charge > self.capacity || inner.retired {
             return None;
         }
-        let mut evicted = false;
         if let Some(old) = inner.entries.remove(&hash) {
-            old.entry.evict();
-            evicted = true;
+            inner.evict(hash, &old.entry, Some(shard), forget);
         }
-        let room = self.make_room(inner, charge, now_ns);
-        if evicted || room.evicted {
-            EVICTIONS.fetch_add(1, Relaxed);
-        }
-        if !room.fits {
+        if !self.make_room(inner, charge, now_ns, shard, forget) {
             return None;
         }
         self.budget.fetch_add(charge, Relaxed);
@@ -274,6 +345,7 @@ impl Store {
             expires_ns: now_ns + ttl_ns,
             evicted: AtomicBool::new(false),
             referenced: AtomicBool::new(false),
+            held_by: AtomicU64::new(0),
             charge,
             budget: self.budget.clone(),
         });
@@ -290,21 +362,25 @@ impl Store {
     }
 
     /// Evicts until `charge` more bytes fit: expired entries and those not used since the hand
-    /// last passed go first; a used one is cleared and moved back once.
-    fn make_room(&self, inner: &mut Inner, charge: u64, now_ns: u64) -> Room {
-        let mut room = Room { fits: false, evicted: false };
+    /// last passed go first; a used one is cleared and moved back once. False when even an
+    /// empty store has no room (evicted entries still held elsewhere use the budget): then the
+    /// response is not stored rather than exceed the capacity.
+    fn make_room(
+        &self,
+        inner: &mut Inner,
+        charge: u64,
+        now_ns: u64,
+        shard: usize,
+        forget: Forget<'_>,
+    ) -> bool {
         // Each record is moved back at most once per pass, so two passes end the loop.
         let mut budget = 2 * inner.clock.len() + 1;
         while self.budget.load(Relaxed) + charge > self.capacity {
             if budget == 0 {
-                return room;
+                return false;
             }
             budget -= 1;
-            let Some((hash, seq)) = inner.clock.pop_front() else {
-                // Everything stored is gone and evicted entries still held by shards use the
-                // budget: do not store this one rather than exceed the capacity.
-                return room;
-            };
+            let Some((hash, seq)) = inner.clock.pop_front() else { return false };
             let Some(slot) = inner.entries.get(&hash).filter(|slot| slot.seq == seq) else { continue };
             let entry = &slot.entry;
             if entry.is_live(now_ns) && entry.referenced.swap(false, Relaxed) {
@@ -312,28 +388,26 @@ impl Store {
                 continue;
             }
             if let Some(slot) = inner.entries.remove(&hash) {
-                slot.entry.evict();
-                room.evicted = true;
+                inner.evict(hash, &slot.entry, Some(shard), forget);
             }
         }
-        room.fits = true;
-        room
+        true
     }
 
     /// Drops the entries of methods `keep` rejects (given each entry's route cache id): their
     /// settings changed or the method is gone.
     pub fn retain_routes(&self, keep: impl Fn(u64) -> bool) {
         let mut inner = self.lock();
-        let before = inner.entries.len();
-        inner.entries.retain(|_, slot| {
-            let kept = keep(super::key::route_cache_id(&slot.entry.key));
-            if !kept {
-                slot.entry.evict();
+        let dropped: Vec<u64> = inner
+            .entries
+            .iter()
+            .filter(|(_, slot)| !keep(super::key::route_cache_id(&slot.entry.key)))
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in dropped {
+            if let Some(slot) = inner.entries.remove(&hash) {
+                inner.evict(hash, &slot.entry, None, &mut |_| {});
             }
-            kept
-        });
-        if inner.entries.len() != before {
-            EVICTIONS.fetch_add(1, Relaxed);
         }
     }
 
@@ -341,18 +415,12 @@ impl Store {
     pub fn retire(&self) {
         let mut inner = self.lock();
         inner.retired = true;
-        for slot in inner.entries.values() {
-            slot.entry.evict();
+        let entries = std::mem::take(&mut inner.entries);
+        for (hash, slot) in entries {
+            inner.evict(hash, &slot.entry, None, &mut |_| {});
         }
-        inner.entries.clear();
         inner.clock.clear();
-        EVICTIONS.fetch_add(1, Relaxed);
     }
-}
-
-struct Room {
-    fits: bool,
-    evicted: bool,
 }
 
 #[cfg(test)]
@@ -375,8 +443,10 @@ mod tests {
 
     /// Fetches and stores `n` as the only requester would.
     fn fill(store: &Arc<Store>, n: u64, body_len: usize, now: u64) -> Option<Arc<Entry>> {
-        match store.lookup(n, &key(n), now, false) {
-            Lookup::Fetch(ticket) => ticket.complete(&key(n), Some(response(body_len)), 1_000, now),
+        match store.lookup(n, &key(n), now, false, 0, &mut |_| {}) {
+            Lookup::Fetch(ticket) => {
+                ticket.complete(&key(n), Some(response(body_len)), 1_000, now, &mut |_| {})
+            }
             Lookup::Hit(e) => Some(e),
             Lookup::Wait(_) => panic!("nobody else is filling"),
         }
@@ -384,46 +454,52 @@ mod tests {
 
     #[test]
     fn a_stored_entry_answers_until_it_expires() {
-        let store = Arc::new(Store::new(1, 1 << 20));
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
         let entry = fill(&store, 7, 10, 100).unwrap();
-        assert!(matches!(store.lookup(7, &key(7), 1_099, false), Lookup::Hit(_)));
+        assert!(matches!(store.lookup(7, &key(7), 1_099, false, 0, &mut |_| {}), Lookup::Hit(_)));
         assert!(entry.answers(&key(7), 1_099));
         // The TTL was 1,000 ns from 100.
         assert!(!entry.answers(&key(7), 1_100));
-        assert!(matches!(store.lookup(7, &key(7), 1_100, false), Lookup::Fetch(_)));
+        assert!(matches!(store.lookup(7, &key(7), 1_100, false, 0, &mut |_| {}), Lookup::Fetch(_)));
         // A different key with the same hash is not answered by this entry.
         assert!(!entry.answers(&key(8), 500));
     }
 
     #[test]
     fn concurrent_misses_wait_for_one_fill() {
-        let store = Arc::new(Store::new(1, 1 << 20));
-        let Lookup::Fetch(ticket) = store.lookup(1, &key(1), 0, false) else { panic!("first one fetches") };
-        let Lookup::Wait(fill) = store.lookup(1, &key(1), 0, false) else { panic!("second one waits") };
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
+        let Lookup::Fetch(ticket) = store.lookup(1, &key(1), 0, false, 0, &mut |_| {}) else {
+            panic!("first one fetches")
+        };
+        let Lookup::Wait(fill) = store.lookup(1, &key(1), 0, false, 0, &mut |_| {}) else {
+            panic!("second one waits")
+        };
         assert!(fill.result().is_none());
-        ticket.complete(&key(1), Some(response(5)), 1_000, 0);
+        ticket.complete(&key(1), Some(response(5)), 1_000, 0, &mut |_| {});
         let Some(Some(entry)) = fill.result() else { panic!("the waiter gets the entry") };
         assert_eq!(&*entry.body, b"xxxxx");
-        assert!(matches!(store.lookup(1, &key(1), 1, false), Lookup::Hit(_)));
+        assert!(matches!(store.lookup(1, &key(1), 1, false, 0, &mut |_| {}), Lookup::Hit(_)));
     }
 
     #[test]
     fn an_abandoned_fill_releases_its_waiters_empty() {
-        let store = Arc::new(Store::new(1, 1 << 20));
-        let Lookup::Fetch(ticket) = store.lookup(1, &key(1), 0, false) else { panic!() };
-        let Lookup::Wait(fill) = store.lookup(1, &key(1), 0, false) else { panic!() };
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
+        let Lookup::Fetch(ticket) = store.lookup(1, &key(1), 0, false, 0, &mut |_| {}) else { panic!() };
+        let Lookup::Wait(fill) = store.lookup(1, &key(1), 0, false, 0, &mut |_| {}) else { panic!() };
         drop(ticket);
         assert!(matches!(fill.result(), Some(None)));
         // The next request fetches again.
-        assert!(matches!(store.lookup(1, &key(1), 0, false), Lookup::Fetch(_)));
+        assert!(matches!(store.lookup(1, &key(1), 0, false, 0, &mut |_| {}), Lookup::Fetch(_)));
     }
 
     #[test]
     fn refresh_fetches_even_when_an_entry_answers() {
-        let store = Arc::new(Store::new(1, 1 << 20));
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
         let old = fill(&store, 3, 1, 0).unwrap();
-        let Lookup::Fetch(ticket) = store.lookup(3, &key(3), 1, true) else { panic!("refresh fetches") };
-        let new = ticket.complete(&key(3), Some(response(2)), 1_000, 1).unwrap();
+        let Lookup::Fetch(ticket) = store.lookup(3, &key(3), 1, true, 0, &mut |_| {}) else {
+            panic!("refresh fetches")
+        };
+        let new = ticket.complete(&key(3), Some(response(2)), 1_000, 1, &mut |_| {}).unwrap();
         assert!(!old.answers(&key(3), 2), "the replaced entry is evicted");
         assert!(new.answers(&key(3), 2));
         assert_eq!(store.len(), 1);
@@ -432,7 +508,7 @@ mod tests {
     #[test]
     fn the_budget_is_never_exceeded_under_churn() {
         let capacity = 64 * 1024;
-        let store = Arc::new(Store::new(1, capacity));
+        let store = Arc::new(Store::new(1, capacity, 2));
         for n in 0..10_000u64 {
             fill(&store, n, 1000, 0);
             assert!(store.used_bytes() <= capacity, "after {n}: {}", store.used_bytes());
@@ -445,20 +521,23 @@ mod tests {
     #[test]
     fn recently_used_entries_survive_eviction() {
         let charge = 1000 + 25 + 26 + ENTRY_OVERHEAD;
-        let store = Arc::new(Store::new(1, 10 * charge));
+        let store = Arc::new(Store::new(1, 10 * charge, 2));
         let hot = fill(&store, 0, 1000, 0).unwrap();
         for n in 1..100u64 {
             hot.touch();
             fill(&store, n, 1000, 0);
         }
         assert!(hot.answers(&key(0), 1), "a hot entry keeps its place");
-        assert!(matches!(store.lookup(1, &key(1), 1, false), Lookup::Fetch(_)), "a cold one is gone");
+        assert!(
+            matches!(store.lookup(1, &key(1), 1, false, 0, &mut |_| {}), Lookup::Fetch(_)),
+            "a cold one is gone"
+        );
     }
 
     #[test]
     fn entries_held_by_shards_count_until_dropped() {
         let charge = 1000 + 25 + 26 + ENTRY_OVERHEAD;
-        let store = Arc::new(Store::new(1, 2 * charge));
+        let store = Arc::new(Store::new(1, 2 * charge, 2));
         let held_0 = fill(&store, 0, 1000, 0).unwrap();
         let held_1 = fill(&store, 1, 1000, 0).unwrap();
         // Both are evicted to make room, but shards still hold them: storing would exceed the
@@ -472,8 +551,31 @@ mod tests {
     }
 
     #[test]
+    fn shards_holding_an_evicted_entry_are_told() {
+        let charge = 1000 + 25 + 26 + ENTRY_OVERHEAD;
+        let store = Arc::new(Store::new(1, charge, 2));
+        let held = fill(&store, 0, 1000, 0).unwrap();
+        assert!(held.hold(0) && held.hold(1));
+        // Shard 1 stores another entry, which evicts the first: shard 1 hears at once,
+        // shard 0 when it next takes the lock.
+        let mut told_1 = Vec::new();
+        let Lookup::Fetch(t) = store.lookup(1, &key(1), 0, false, 1, &mut |h| told_1.push(h)) else {
+            panic!()
+        };
+        drop(held);
+        let stored = t.complete(&key(1), Some(response(1000)), 1_000, 0, &mut |h| told_1.push(h));
+        assert!(stored.is_some());
+        assert_eq!(told_1, vec![0]);
+        let mut told_0 = Vec::new();
+        store.drain_evicted(0, &mut |h| told_0.push(h));
+        assert_eq!(told_0, vec![0]);
+        store.drain_evicted(0, &mut |h| told_0.push(h));
+        assert_eq!(told_0, vec![0], "once");
+    }
+
+    #[test]
     fn a_retired_store_evicts_everything_and_stores_nothing() {
-        let store = Arc::new(Store::new(1, 1 << 20));
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
         let held = fill(&store, 0, 10, 0).unwrap();
         store.retire();
         assert!(!held.is_live(0));
@@ -483,16 +585,16 @@ mod tests {
 
     #[test]
     fn too_large_and_uncacheable_responses_are_not_stored() {
-        let store = Arc::new(Store::new(1, 1 << 20));
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
         assert!(fill(&store, 1, 2 << 20, 0).is_none());
-        let Lookup::Fetch(ticket) = store.lookup(2, &key(2), 0, false) else { panic!() };
-        assert!(ticket.complete(&key(2), None, 1_000, 0).is_none());
+        let Lookup::Fetch(ticket) = store.lookup(2, &key(2), 0, false, 0, &mut |_| {}) else { panic!() };
+        assert!(ticket.complete(&key(2), None, 1_000, 0, &mut |_| {}).is_none());
         assert!(store.is_empty());
     }
 
     #[test]
     fn retain_routes_drops_the_methods_left_out() {
-        let store = Arc::new(Store::new(1, 1 << 20));
+        let store = Arc::new(Store::new(1, 1 << 20, 2));
         let mut a = vec![0u8; 8];
         a.extend_from_slice(&11u64.to_le_bytes());
         a.push(0);
@@ -500,11 +602,11 @@ mod tests {
         b.extend_from_slice(&22u64.to_le_bytes());
         b.push(0);
         for (hash, k) in [(1u64, &a), (2, &b)] {
-            let Lookup::Fetch(t) = store.lookup(hash, k, 0, false) else { panic!() };
-            t.complete(k, Some(response(1)), 1_000, 0);
+            let Lookup::Fetch(t) = store.lookup(hash, k, 0, false, 0, &mut |_| {}) else { panic!() };
+            t.complete(k, Some(response(1)), 1_000, 0, &mut |_| {});
         }
         store.retain_routes(|id| id == 11);
-        assert!(matches!(store.lookup(1, &a, 1, false), Lookup::Hit(_)));
-        assert!(matches!(store.lookup(2, &b, 1, false), Lookup::Fetch(_)));
+        assert!(matches!(store.lookup(1, &a, 1, false, 0, &mut |_| {}), Lookup::Hit(_)));
+        assert!(matches!(store.lookup(2, &b, 1, false, 0, &mut |_| {}), Lookup::Fetch(_)));
     }
 }
