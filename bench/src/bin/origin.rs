@@ -1,13 +1,18 @@
 //! `origin`: a fast HTTP/1.1 origin for proxy tests and benchmarks. One monoio thread per
 //! `--threads`, keep-alive and pipelining, a fixed response body or a small JSON echo of the
-//! path, and an optional delay.
+//! path, and an optional delay. `GET /origin-requests` answers how many other requests it
+//! has served (so a benchmark can tell how many a cache in front let through).
 
 use clap::Parser;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+/// Requests served, `/origin-requests` itself excluded.
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -135,10 +140,19 @@ async fn serve(mut stream: TcpStream, fixed: Option<Vec<u8>>, timing: Timing) {
                     if buf.len() - consumed < n + length {
                         break;
                     }
+                    let path = req.path.unwrap_or("/");
+                    if path == "/origin-requests" {
+                        let count = SERVED.load(Relaxed).to_string();
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", count.len());
+                        out.extend_from_slice(head.as_bytes());
+                        out.extend_from_slice(count.as_bytes());
+                        consumed += n + length;
+                        continue;
+                    }
+                    SERVED.fetch_add(1, Relaxed);
                     match &fixed {
                         Some(response) => out.extend_from_slice(response),
                         None => {
-                            let path = req.path.unwrap_or("/");
                             let body_len = r#"{"origin":"bench","path":""}"#.len() + path.len();
                             out.extend_from_slice(
                                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ",

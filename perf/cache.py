@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""The response cache beside nginx `proxy_cache`, on this machine.
+
+Servers on cpu 0 (the gateway with one shard, nginx with one worker); `bench` and the origin
+(`origin --body-bytes 1024`, counting what reaches it) on cpu 1. Keys are `/items?id={key}`,
+drawn by `bench --keys N --zipf 1.0` (the same fixed sequence for both servers).
+
+1. hits: 1,000 keys in a cache that holds them all; after a warm-up every request is a hit.
+   Closed loop with 64 connections (req/s, CPU per request on the server's core), and open loop
+   at 10,000 req/s (p50/p99 from the intended send time). Alternating rounds; medians.
+2. capacity: 100,000 keys in 4 MiB (gateway `capacity: 4MiB`, nginx `max_size=4m` on tmpfs):
+   the hit ratio the same capacity gives, from the origin's own count of requests that got
+   past the cache, over a closed-loop run after a warm-up.
+3. memory per entry: 20,000 uniform draws of 20,000 keys (about 12,600 distinct) stored in a large
+   cache; the growth of the server's RSS (and, for nginx, its cache files on tmpfs) per entry.
+
+  perf/cache.py [--rounds 3] [--duration 10] [--skip-build]
+Writes perf/results/<date>-<commit>-cache.{md,json}.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from baseline import BIN, bench, rss_kib  # noqa: E402
+from harness import (LOAD_CPU, ROOT, TICKS, Server, cpu_ticks, ensure_tools, free_port, run_id,  # noqa: E402
+                     wait_port, write_results)
+
+BODY = 1024
+
+MANIFEST = """
+kind: Api
+name: bench
+routes:
+  GET /items:
+    integration: { type: HTTP_PROXY, uri: "http://127.0.0.1:%(origin)d/items" }
+    cache: { keyParameters: [method.request.querystring.id] }
+---
+kind: Stage
+api: bench
+name: prod
+cache: { enabled: true, capacity: %(capacity)s, ttl: 3600s }
+---
+kind: Domain
+name: 127.0.0.1
+mappings:
+  - { basePath: "", api: bench, stage: prod }
+"""
+
+NGINX = """
+worker_processes 1;
+pid %(dir)s/nginx-%(tag)s.pid;
+error_log %(dir)s/error-%(tag)s.log crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  proxy_cache_path %(cache)s levels=1:2 keys_zone=c:%(zone)s max_size=%(max_size)s inactive=1h use_temp_path=off;
+  upstream origin { server 127.0.0.1:%(origin)d; keepalive 64; }
+  server {
+    listen 127.0.0.1:%(port)d reuseport;
+    location /items {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      proxy_cache_key $request_uri;
+      proxy_cache_valid 200 1h;
+      # Concurrent misses of one key wait for the first fetch, as the gateway's do.
+      proxy_cache_lock on;
+    }
+  }
+}
+"""
+
+
+def origin_requests(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/origin-requests", timeout=5) as r:
+        return int(r.read())
+
+
+def gateway(work, tag, origin, capacity):
+    path = os.path.join(work, tag + ".yaml")
+    with open(path, "w") as f:
+        f.write(MANIFEST % {"origin": origin, "capacity": capacity})
+    table = os.path.join(work, tag + ".bin")
+    subprocess.run([os.path.join(BIN, "controlctl"), "compile", "-f", path, "-o", table], check=True,
+                   stdout=subprocess.DEVNULL)
+    port, admin = free_port(), free_port()
+    server = Server("gateway", [os.path.join(BIN, "dataplane"), "--shards", "1", "--io-driver", "uring",
+                                "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--table",
+                                table], port)
+    server.admin = admin
+    return server
+
+
+def nginx(work, tag, origin, max_size, zone="64m"):
+    port = free_port()
+    cache = os.path.join("/dev/shm", f"gw-perf-cache-{os.getpid()}-{tag}")
+    shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(cache)
+    conf = os.path.join(work, f"nginx-{tag}.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX % {"dir": work, "tag": tag, "port": port, "origin": origin, "cache": cache,
+                         "max_size": max_size, "zone": zone})
+    server = Server("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], port)
+    server.cache_dir = cache
+    return server
+
+
+def worker_pid(server):
+    """The process that serves: nginx's worker (its master only forks), the gateway itself."""
+    pids = server.pids()
+    return pids[-1]
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            total += os.stat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def files_in(path):
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def closed(url, keys, duration, work, extra=()):
+    return bench(["max", "--duration", str(duration), "--connections", "64", "--keys", str(keys), *extra, url],
+                 os.path.join(work, "m.json"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    ensure_tools()
+    if not args.skip_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
+                        "bench"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="gw-cache-")
+    os.chmod(work, 0o755)
+    origin_port = free_port()
+    origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
+                               f"127.0.0.1:{origin_port}", "--body-bytes", str(BODY)], stdout=subprocess.DEVNULL)
+    wait_port(origin_port)
+    servers = {
+        "gateway": lambda tag, size: gateway(work, tag, origin_port, size),
+        "nginx proxy_cache": lambda tag, size: nginx(work, tag, origin_port, size.replace("MiB", "m")),
+    }
+    hits = {name: [] for name in servers}
+    capacity = {}
+    memory = {}
+    try:
+        # 1. Throughput and latency of hits.
+        for r in range(args.rounds):
+            for name, make in servers.items():
+                with make("hits", "64MiB") as s:
+                    url = f"http://127.0.0.1:{s.port}/items?id={{key}}"
+                    closed(url, 1000, 3, work)  # every key stored
+                    before_origin = origin_requests(origin_port)
+                    before = cpu_ticks(s.pids())
+                    m = closed(url, 1000, args.duration, work)
+                    m["cpu_us_per_req"] = (cpu_ticks(s.pids()) - before) / TICKS * 1e6 / max(m["completed"], 1)
+                    m["origin_requests"] = origin_requests(origin_port) - before_origin
+                    o = bench(["steady", "--rate", "10000", "--duration", str(args.duration), "--connections", "8",
+                               "--keys", "1000", url], os.path.join(work, "s.json"))
+                    m["steady"] = o
+                    hits[name].append(m)
+                    print(f"round {r + 1} {name}: {m['achieved_rate']:.0f}/s, {m['cpu_us_per_req']:.2f} us/req, "
+                          f"{m['origin_requests']} misses; steady p99 {o['latency_us']['p99']} us", flush=True)
+        # 2. Hit ratio under the same capacity.
+        for name, make in servers.items():
+            with make("capacity", "4MiB") as s:
+                url = f"http://127.0.0.1:{s.port}/items?id={{key}}"
+                closed(url, 100_000, args.duration, work)  # warm-up: the cache fills and churns
+                before_origin = origin_requests(origin_port)
+                m = closed(url, 100_000, args.duration, work)
+                misses = origin_requests(origin_port) - before_origin
+                capacity[name] = {"requests": m["completed"], "origin_requests": misses,
+                                  "hit_ratio": 1 - misses / max(m["completed"], 1), "rps": m["achieved_rate"]}
+                if name == "nginx proxy_cache":
+                    capacity[name]["cache_files"] = files_in(s.cache_dir)
+                    capacity[name]["cache_dir_bytes"] = dir_bytes(s.cache_dir)
+                else:
+                    capacity[name].update(gateway_cache_gauges(s.admin))
+                print(f"{name}: hit ratio {capacity[name]['hit_ratio']:.3f} in 4 MiB", flush=True)
+        # 3. Memory per entry.
+        entries = 20_000
+        for name, make in servers.items():
+            with make("memory", "1024MiB") as s:
+                pid = worker_pid(s)
+                rss_before = rss_kib(pid)
+                before_origin = origin_requests(origin_port)
+                bench(["steady", "--rate", "5000", "--duration", str(entries / 5000), "--connections", "8", "--keys",
+                       str(entries), "--zipf", "0", f"http://127.0.0.1:{s.port}/items?id={{key}}"],
+                      os.path.join(work, "fill.json"))
+                stored = origin_requests(origin_port) - before_origin
+                time.sleep(0.5)
+                rss_after = rss_kib(pid)
+                row = {"stored": stored, "rss_bytes_per_entry": (rss_after - rss_before) * 1024 / max(stored, 1)}
+                if name == "nginx proxy_cache":
+                    row["cache_files"] = files_in(s.cache_dir)
+                    row["tmpfs_bytes_per_entry"] = dir_bytes(s.cache_dir) / max(row["cache_files"], 1)
+                else:
+                    g = gateway_cache_gauges(s.admin)
+                    row.update(g)
+                    row["charged_bytes_per_entry"] = g["used_bytes"] / max(g["entries"], 1)
+                memory[name] = row
+                print(f"{name}: {row}", flush=True)
+    finally:
+        origin.terminate()
+        origin.wait()
+        shutil.rmtree(work, ignore_errors=True)
+        for name in os.listdir("/dev/shm"):
+            if name.startswith(f"gw-perf-cache-{os.getpid()}-"):
+                shutil.rmtree(os.path.join("/dev/shm", name), ignore_errors=True)
+    report(args, hits, capacity, memory)
+
+
+def gateway_cache_gauges(admin):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        for key, name in (("entries", "gateway_cache_entries{"), ("used_bytes", "gateway_cache_used_bytes{")):
+            if line.startswith(name):
+                out[key] = int(line.rsplit(" ", 1)[1])
+    return out
+
+
+def report(args, hits, capacity, memory):
+    med = statistics.median
+    gw, ng = hits["gateway"], hits["nginx proxy_cache"]
+    paired_rps = med(g["achieved_rate"] / n["achieved_rate"] for g, n in zip(gw, ng))
+    paired_cpu = med(n["cpu_us_per_req"] / g["cpu_us_per_req"] for g, n in zip(gw, ng))
+    summary = {"hits": {name: {"rps": med(x["achieved_rate"] for x in v),
+                               "cpu_us_per_req": med(x["cpu_us_per_req"] for x in v),
+                               "origin_requests": [x["origin_requests"] for x in v],
+                               "steady_p50_us": med(x["steady"]["latency_us"]["p50"] for x in v),
+                               "steady_p99_us": med(x["steady"]["latency_us"]["p99"] for x in v),
+                               "rps_rounds": [round(x["achieved_rate"]) for x in v],
+                               "cpu_rounds": [round(x["cpu_us_per_req"], 2) for x in v]}
+                        for name, v in hits.items()},
+               "gateway_vs_nginx": {"rps": paired_rps, "cpu_per_req_nginx_over_gateway": paired_cpu},
+               "capacity": capacity, "memory": memory}
+    date, commit = run_id()
+    lines = [f"# Response cache beside nginx proxy_cache, {date}, commit {commit}", "",
+             f"Server on cpu 0 (gateway 1 shard, nginx 1 worker); `bench` and the origin on cpu 1; 1 KiB bodies. "
+             f"Command: `perf/cache.py --rounds {args.rounds} --duration {args.duration}`.", "",
+             f"## Hits: 1,000 Zipf keys, all cached; {args.rounds} alternating rounds, medians", "",
+             f"Gateway vs nginx, paired per round: {paired_rps:.2f}x the req/s, {paired_cpu:.2f}x less CPU per "
+             "request.", "",
+             "| server | closed loop req/s | CPU us/req | misses in the run | 10k/s p50 us | 10k/s p99 us | rounds req/s |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in summary["hits"].items():
+        lines.append(f"| {name} | {v['rps']:.0f} | {v['cpu_us_per_req']:.2f} | {', '.join(map(str, v['origin_requests']))} "
+                     f"| {v['steady_p50_us']} | {v['steady_p99_us']} | {', '.join(map(str, v['rps_rounds']))} |")
+    lines += ["", "## Hit ratio: 100,000 Zipf(1.0) keys in 4 MiB", "",
+              "Hit ratio = 1 - requests the origin saw / requests served, over a closed-loop run after a warm-up "
+              "run of the same length.", "",
+              "| server | hit ratio | req/s | stored at the end |", "|---|---|---|---|"]
+    for name, v in capacity.items():
+        stored = v.get("entries", v.get("cache_files"))
+        lines.append(f"| {name} | {v['hit_ratio']:.3f} | {v['rps']:.0f} | {stored} |")
+    lines += ["", "## Memory per entry: 1 KiB responses, 20,000 uniform draws of 20,000 keys", "",
+              "| server | entries stored | RSS growth per entry | other |", "|---|---|---|---|"]
+    for name, v in memory.items():
+        other = (f"{v['charged_bytes_per_entry']:.0f} B charged to the capacity per entry"
+                 if "charged_bytes_per_entry" in v else
+                 f"{v['tmpfs_bytes_per_entry']:.0f} B of tmpfs per cache file ({v['cache_files']} files)")
+        lines.append(f"| {name} | {v['stored']} | {v['rss_bytes_per_entry']:.0f} B | {other} |")
+    write_results("cache", date, commit, lines + [""], summary)
+
+
+if __name__ == "__main__":
+    main()
