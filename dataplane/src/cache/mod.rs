@@ -184,9 +184,9 @@ fn storable(response: &upstream::Response, bufs: &UpstreamBuffers) -> Option<sto
 /// common headers (date, request id, connection).
 fn write_entry(entry: &Entry, out: &mut Vec<u8>, common: &Common<'_>, extra: Option<(&[u8], &[u8])>) {
     response::write_status(out, entry.status);
-    out.extend_from_slice(&entry.headers);
+    out.extend_from_slice(entry.headers());
     if let Some((name, value)) = extra {
         response::write_header(out, name, value);
     }
-    response::finish(out, common, &entry.body, None);
+    response::finish(out, common, entry.body(), None);
 }
