@@ -62,12 +62,4 @@ impl LocalCache {
             self.key = Vec::new();
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
