@@ -2,6 +2,7 @@
 //! `/metrics` (Prometheus text). It runs on its own plain thread, off the shards.
 
 use crate::loaded_table::LoadedTable;
+use crate::metrics::registry::{Method, Registry};
 use crate::stats::ShardStats;
 use crate::usage_report::CurrentTable;
 use std::fmt::Write as _;
@@ -15,8 +16,9 @@ pub struct AdminState {
     pub ready: AtomicBool,
     pub table_version: AtomicU64,
     pub shards: Vec<Arc<ShardStats>>,
-    /// The table the shards serve (or are about to), for the per-method series.
+    /// The table the shards serve (or are about to), for the stage cache series.
     pub table: CurrentTable,
+    pub metrics: Arc<Registry>,
 }
 
 pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -134,44 +136,12 @@ fn metrics(state: &AdminState) -> String {
     if let Some(table) = table {
         cache_metrics(&table, &mut out);
     }
+    method_metrics(&state.metrics, &mut out);
     out
 }
 
-/// `CacheHitCount` and `CacheMissCount` per cached method, and each stage cache's size.
+/// Each stage cache's size.
 fn cache_metrics(table: &LoadedTable, out: &mut String) {
-    let stages = table.get().stages.iter().enumerate();
-    let cached: Vec<_> = stages.filter(|(i, _)| table.caches[*i].is_some()).collect();
-    type Read = fn(&crate::method_stats::Slot) -> &AtomicU64;
-    let counters: [(&str, &str, Read); 2] = [
-        ("gateway_cache_hits_total", "Requests answered from the stage cache (CacheHitCount).", |s| {
-            &s.cache_hits
-        }),
-        (
-            "gateway_cache_misses_total",
-            "Requests of a cached method sent to the backend (CacheMissCount).",
-            |s| &s.cache_misses,
-        ),
-    ];
-    for (name, help, read) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for (i, stage) in &cached {
-            for (r, route) in stage.routes.routes.iter().enumerate() {
-                if route.cache.is_none() {
-                    continue;
-                }
-                let (method, resource) = route.key.split_once(' ').unwrap_or(("", route.key.as_str()));
-                let total = table.method_stats(*i as u32, false, r as u32).total(read);
-                let _ = writeln!(
-                    out,
-                    "{name}{{api=\"{}\",stage=\"{}\",route=\"{}\",method=\"{method}\"}} {total}",
-                    label(&stage.api),
-                    label(&stage.name),
-                    label(resource)
-                );
-            }
-        }
-    }
     type Gauge = fn(&crate::cache::store::Store) -> u64;
     let gauges: [(&str, &str, Gauge); 3] = [
         ("gateway_cache_entries", "Entries in the stage cache.", |s| s.len() as u64),
@@ -181,12 +151,80 @@ fn cache_metrics(table: &LoadedTable, out: &mut String) {
     for (name, help, read) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
-        for (i, stage) in &cached {
-            let Some(store) = &table.caches[*i] else { continue };
+        for (stage, store) in table.get().stages.iter().zip(&table.caches) {
+            let Some(store) = store else { continue };
             let (api, stage) = (label(&stage.api), label(&stage.name));
             let _ = writeln!(out, "{name}{{api=\"{api}\",stage=\"{stage}\"}} {}", read(store));
         }
     }
+}
+
+/// The per-method series (AWS's CloudWatch metrics): requests by status class (`Count`,
+/// `4XXError`, `5XXError`), throttled, `CacheHitCount`, `CacheMissCount`, and `Latency` and
+/// `IntegrationLatency` as summaries in microseconds.
+fn method_metrics(registry: &Registry, out: &mut String) {
+    registry.read(|methods| {
+        let labels = |m: &Method| {
+            let l = &m.labels;
+            format!(
+                "api=\"{}\",stage=\"{}\",route=\"{}\",method=\"{}\"",
+                label(&l.api),
+                label(&l.stage),
+                label(&l.route),
+                label(&l.method)
+            )
+        };
+        let _ = writeln!(out, "# HELP gateway_method_requests_total Requests answered, by status class (Count, 4XXError, 5XXError).");
+        let _ = writeln!(out, "# TYPE gateway_method_requests_total counter");
+        for m in methods {
+            for (class, n) in m.counts.by_class.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let _ = writeln!(out, "gateway_method_requests_total{{{},status_class=\"{}xx\"}} {n}", labels(m), class + 1);
+            }
+        }
+        type Count = fn(&Method) -> u64;
+        let counters: [(&str, &str, Count); 3] = [
+            ("gateway_method_throttled_total", "Requests refused by a throttle or quota (429).", |m| m.counts.throttled),
+            ("gateway_cache_hits_total", "Requests answered from the stage cache (CacheHitCount).", |m| m.counts.cache_hits),
+            ("gateway_cache_misses_total", "Requests of a cached method sent to the backend (CacheMissCount).", |m| {
+                m.counts.cache_misses
+            }),
+        ];
+        for (name, help, read) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for m in methods {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(m), read(m));
+            }
+        }
+        type Summary = fn(&Method) -> (&hdrhistogram::Histogram<u64>, u64);
+        let summaries: [(&str, &str, Summary); 2] = [
+            ("gateway_method_latency_microseconds", "From the request's arrival to its response (Latency).", |m| {
+                (&m.latency, m.counts.latency_sum_us)
+            }),
+            (
+                "gateway_method_integration_latency_microseconds",
+                "The upstream exchange (IntegrationLatency).",
+                |m| (&m.integration, m.counts.integration_sum_us),
+            ),
+        ];
+        for (name, help, read) in summaries {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} summary");
+            for m in methods {
+                let (histogram, sum) = read(m);
+                if histogram.is_empty() {
+                    continue;
+                }
+                let l = labels(m);
+                for q in ["0.5", "0.9", "0.99", "0.999"] {
+                    let value = histogram.value_at_quantile(q.parse().unwrap_or(0.5));
+                    let _ = writeln!(out, "{name}{{{l},quantile=\"{q}\"}} {value}");
+                }
+                let _ = writeln!(out, "{name}_sum{{{l}}} {sum}");
+                let _ = writeln!(out, "{name}_count{{{l}}} {}", histogram.len());
+            }
+        }
+    });
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.

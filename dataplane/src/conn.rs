@@ -281,12 +281,14 @@ impl Conn {
     fn write_error(&mut self, kind: Kind) {
         let request_id = self.shard.ids.borrow_mut().next();
         let date = *self.shard.date.borrow().get();
+        let trail = crate::trail::Trail::default();
         let common = crate::http1::response::Common {
             request_id: &request_id,
             date: &date,
             keep_alive: false,
             http10: false,
             head_request: false,
+            trail: &trail,
         };
         gateway_response::write(&mut self.out, kind, &common);
         ShardStats::add(&self.shard.stats.requests, 1);

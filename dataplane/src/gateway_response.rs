@@ -73,7 +73,7 @@ impl Kind {
 /// Appends the gateway response for `kind` to `out`.
 pub fn write(out: &mut Vec<u8>, kind: Kind, common: &Common<'_>) {
     let (status, body, error_type) = kind.response();
-    response::write_status(out, status);
+    response::start(out, common, status);
     response::write_header(out, b"content-type", b"application/json");
     if let Some(error_type) = error_type {
         response::write_header(out, b"x-amzn-ErrorType", error_type);

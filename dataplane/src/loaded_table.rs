@@ -4,7 +4,6 @@
 //! carried over from the previous one.
 
 use crate::cache::store::Store;
-use crate::method_stats::MethodStats;
 use crate::{limit, quota};
 use proto::lookup;
 use proto::quota as quota_rule;
@@ -24,15 +23,6 @@ pub struct LoadedTable {
     pub quotas: Vec<Option<Arc<quota::Cell>>>,
     /// The cache store per stage index, for stages with a cache.
     pub caches: Vec<Option<Arc<Store>>>,
-    /// Counters per stage index and route index.
-    pub method_stats: Vec<StageMethodStats>,
-}
-
-/// The counters of one stage's routes, parallel to its route sets.
-pub struct StageMethodStats {
-    pub routes: Vec<Arc<MethodStats>>,
-    /// The canary's routes share their stage route's counters (same route id).
-    pub canary: Vec<Arc<MethodStats>>,
 }
 
 /// What identifies a key's quota count across tables: the same key in the same plan, with
@@ -118,15 +108,7 @@ impl LoadedTable {
             })
             .collect();
         let caches = carry_caches(bytes.get(), previous, shards);
-        let method_stats = carry_method_stats(bytes.get(), previous, shards);
-        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches, method_stats })
-    }
-
-    /// The counters of a route as the pipeline found it.
-    pub fn method_stats(&self, stage: u32, canary: bool, route: u32) -> &MethodStats {
-        let stage = &self.method_stats[stage as usize];
-        let routes = if canary { &stage.canary } else { &stage.routes };
-        &routes[route as usize]
+        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches })
     }
 
     pub fn get(&self) -> &ArchivedTable {
@@ -215,34 +197,4 @@ fn carry_caches(
         store.retire();
     }
     caches
-}
-
-/// Counters follow the route id, so a new table keeps counting where the last one stopped.
-fn carry_method_stats(
-    table: &ArchivedTable,
-    previous: Option<&LoadedTable>,
-    shards: usize,
-) -> Vec<StageMethodStats> {
-    let mut by_id: HashMap<u64, Arc<MethodStats>> = HashMap::new();
-    if let Some(p) = previous {
-        for (stage, stats) in p.get().stages.iter().zip(&p.method_stats) {
-            for (route, s) in stage.routes.routes.iter().zip(&stats.routes) {
-                by_id.insert(route.id.to_native(), s.clone());
-            }
-        }
-    }
-    let mut stats_for = |route: &table::ArchivedRoute| {
-        by_id.entry(route.id.to_native()).or_insert_with(|| Arc::new(MethodStats::new(shards))).clone()
-    };
-    table
-        .stages
-        .iter()
-        .map(|stage| StageMethodStats {
-            routes: stage.routes.routes.iter().map(&mut stats_for).collect(),
-            canary: stage
-                .canary
-                .as_ref()
-                .map_or(Vec::new(), |c| c.routes.routes.iter().map(&mut stats_for).collect()),
-        })
-        .collect()
 }

@@ -135,11 +135,13 @@ fn run(cli: Cli) -> Result<(), String> {
 
     let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
     let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
+    let (metrics, metrics_exports) = dataplane::metrics::registry::Registry::new();
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
         table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),
         shards: stats.clone(),
         table: current_table.clone(),
+        metrics: metrics.clone(),
     });
     {
         let state = admin_state.clone();
@@ -167,6 +169,7 @@ fn run(cli: Cli) -> Result<(), String> {
             stats: stats[index].clone(),
             stopping: stopping.clone(),
             table_updates: update_receivers.next().ok_or("one channel per shard")?,
+            metrics: metrics_exports.clone(),
         };
         let started = started_tx.clone();
         let handle = std::thread::Builder::new()

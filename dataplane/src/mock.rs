@@ -4,7 +4,7 @@ use crate::http1::response::{self, Common};
 use proto::table::ArchivedMockIntegration;
 
 pub fn respond(mock: &ArchivedMockIntegration, out: &mut Vec<u8>, common: &Common<'_>) {
-    response::write_status(out, mock.status.to_native());
+    response::start(out, common, mock.status.to_native());
     let mut has_content_type = false;
     for h in mock.headers.iter() {
         has_content_type |= h.name.eq_ignore_ascii_case("content-type");

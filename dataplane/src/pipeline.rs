@@ -11,20 +11,25 @@
 //!    (`Cache-Control: max-age=0` refreshes, if the client may invalidate);
 //! 6. integration: MOCK answers from the table, HTTP and HTTP_PROXY call the upstream (a cache
 //!    miss stores what it gets);
-//! 7. response: written to the connection's output buffer with the common headers.
+//! 7. response: written to the connection's output buffer with the common headers;
+//! 8. metrics: the method's counts and latencies, recorded on the shard.
 //!
-//! Phases added later (authorizers, validation, metrics) slot in between
+//! Phases added later (authorizers, validation) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
 
 use crate::gateway_response::{self, Kind};
 use crate::http1::head::Head;
 use crate::http1::response::Common;
+use crate::loaded_table::LoadedTable;
+use crate::metrics::recorder::Labels;
 use crate::shard::Shard;
 use crate::stats::ShardStats;
+use crate::trail::Trail;
 use crate::upstream::UpstreamBuffers;
 use proto::lookup::{self, Captures};
-use proto::table::{ArchivedIntegration, ArchivedProtocol, Method};
+use proto::table::{ArchivedIntegration, ArchivedProtocol, ArchivedRoute, ArchivedStage, Method};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// Everything about the request a phase may need, borrowed from the connection.
 pub struct Request<'r, 'b, 'h> {
@@ -43,30 +48,60 @@ pub async fn handle(
     out: &mut Vec<u8>,
     upstream: &mut UpstreamBuffers,
 ) {
+    let started = Instant::now();
     let request_id = shard.ids.borrow_mut().next();
     let date = *shard.date.borrow().get();
+    let trail = Trail::default();
     let common = Common {
         request_id: &request_id,
         date: &date,
         keep_alive,
         http10: head.minor_version == 0,
         head_request: head.method == "HEAD",
+        trail: &trail,
     };
     // The request runs on this table from start to finish.
     let Some(table) = shard.current_table() else {
         return gateway_response::write(out, Kind::NotReady, &common);
     };
+    let request = Request { head, body, peer, request_id: &request_id };
+    let answered = answer(shard, &table, &request, &common, out, upstream).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    if let (Some(stage), Some(route)) = (answered.stage, answered.route) {
+        let labels = || Labels::new(&stage.api, &stage.name, &route.key);
+        shard.metrics.borrow_mut().record(route.id.to_native(), labels, &trail, latency_us);
+    }
+}
+
+/// What the request reached: the stage and route, when it got that far.
+#[derive(Default)]
+struct Answered<'t> {
+    stage: Option<&'t ArchivedStage>,
+    route: Option<&'t ArchivedRoute>,
+}
+
+/// Runs the phases and writes the response.
+async fn answer<'t>(
+    shard: &Shard,
+    table: &'t LoadedTable,
+    request: &Request<'_, '_, '_>,
+    common: &Common<'_>,
+    out: &mut Vec<u8>,
+    upstream: &mut UpstreamBuffers,
+) -> Answered<'t> {
+    let head = request.head;
+    let mut answered = Answered::default();
     let path = head.path();
     let Some(stage_match) = lookup::find_stage(table.get(), head.host.unwrap_or(""), path) else {
-        return gateway_response::write(out, Kind::UnknownDomain, &common);
+        gateway_response::write(out, Kind::UnknownDomain, common);
+        return answered;
     };
     let stage = &table.get().stages[stage_match.stage as usize];
+    answered.stage = Some(stage);
     // A canary takes its share of requests, each chosen at random.
-    let (routes, in_canary) = match stage.canary.as_ref() {
-        Some(canary) if shard.roll_per_million() < canary.percent_per_million.to_native() => {
-            (&canary.routes, true)
-        }
-        _ => (&stage.routes, false),
+    let routes = match stage.canary.as_ref() {
+        Some(canary) if shard.roll_per_million() < canary.percent_per_million.to_native() => &canary.routes,
+        _ => &stage.routes,
     };
     let mut captures = Captures::default();
     let method = Method::from_bytes(head.method.as_bytes());
@@ -75,9 +110,11 @@ pub async fn handle(
             ArchivedProtocol::Http => Kind::NotFound,
             _ => Kind::MissingAuthenticationToken,
         };
-        return gateway_response::write(out, kind, &common);
+        gateway_response::write(out, kind, common);
+        return answered;
     };
     let route = &routes.routes[route_index as usize];
+    answered.route = Some(route);
     // AWS applies usage plans to API-key methods only.
     let key = match route.api_key_required {
         false => None,
@@ -85,7 +122,8 @@ pub async fn handle(
             Some(index) => Some(index),
             None => {
                 ShardStats::add(&shard.stats.forbidden, 1);
-                return gateway_response::write(out, Kind::InvalidApiKey, &common);
+                gateway_response::write(out, Kind::InvalidApiKey, common);
+                return answered;
             }
         },
     };
@@ -101,27 +139,31 @@ pub async fn handle(
     ];
     if !table.admit(&limits) {
         ShardStats::add(&shard.stats.throttled, 1);
-        return gateway_response::write(out, Kind::Throttled, &common);
+        common.trail.throttled.set(true);
+        gateway_response::write(out, Kind::Throttled, common);
+        return answered;
     }
     // The quota counts admitted requests only: after the throttles, so a throttled request
     // uses none of it.
     if let Some(index) = key {
         if !table.take_quota(index, crate::quota::unix_now_s()) {
             ShardStats::add(&shard.stats.quota_exceeded, 1);
-            return gateway_response::write(out, Kind::QuotaExceeded, &common);
+            common.trail.throttled.set(true);
+            gateway_response::write(out, Kind::QuotaExceeded, common);
+            return answered;
         }
     }
-    let request = Request { head, body, peer, request_id: &request_id };
     match &route.integration {
-        ArchivedIntegration::Mock(mock) => crate::mock::respond(mock, out, &common),
+        ArchivedIntegration::Mock(mock) => crate::mock::respond(mock, out, common),
         ArchivedIntegration::Http(http) => {
             let call = crate::proxy::Call {
                 shard,
-                table: &table,
+                table,
                 integration: http,
-                request: &request,
+                request,
                 route_path: stage_match.path,
                 captures: &captures,
+                trail: common.trail,
             };
             // Canary routes carry no cache settings (AWS: the canary does not use the stage
             // cache by default).
@@ -132,20 +174,22 @@ pub async fn handle(
                 // make every connection's future (idle ones included) that much bigger. One
                 // small allocation per proxied request buys ~half the memory of an idle
                 // connection.
-                return Box::pin(crate::proxy::respond(call, out, upstream, &common)).await;
+                Box::pin(crate::proxy::respond(call, out, upstream, common)).await;
+                return answered;
             };
             let may_invalidate = || {
                 let key =
                     key.or_else(|| table.authorized_key(head.headers.get("x-api-key"), stage_match.stage));
                 key.is_some_and(|k| table.get().api_keys[k as usize].invalidate_cache)
             };
-            let mode = match crate::cache::mode(settings, head, may_invalidate) {
-                Ok(mode) => mode,
-                Err(kind) => return gateway_response::write(out, kind, &common),
-            };
-            let stats = table.method_stats(stage_match.stage, in_canary, route_index).slot(shard.index);
-            let cached = crate::cache::Cached { store, settings, mode, stats };
-            Box::pin(crate::cache::respond(call, cached, out, upstream, &common)).await
+            match crate::cache::mode(settings, head, may_invalidate) {
+                Ok(mode) => {
+                    let cached = crate::cache::Cached { store, settings, mode };
+                    Box::pin(crate::cache::respond(call, cached, out, upstream, common)).await;
+                }
+                Err(kind) => gateway_response::write(out, kind, common),
+            }
         }
     }
+    answered
 }

@@ -6,6 +6,7 @@ use crate::http1::response::{self, Common};
 use crate::loaded_table::LoadedTable;
 use crate::pipeline::Request;
 use crate::shard::Shard;
+use crate::trail::Trail;
 use crate::upstream::{self, Body, UpstreamBuffers, UpstreamError};
 use proto::lookup::Captures;
 use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
@@ -19,6 +20,8 @@ pub struct Call<'a> {
     /// The path the route matched against (after base path or stage); captures index it.
     pub route_path: &'a str,
     pub captures: &'a Captures,
+    /// Where the integration's latency and status are noted.
+    pub trail: &'a Trail,
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus those the
@@ -73,8 +76,14 @@ pub async fn fetch(call: &Call<'_>, bufs: &mut UpstreamBuffers) -> Result<upstre
     let connect_timeout = call.shard.settings.connect_timeout.min(timeout);
     let head_request = call.request.head.method == "HEAD" && integration.method.is_none();
     let exchange = upstream::exchange(call.shard, addr, bufs, head_request, connect_timeout);
-    match monoio::time::timeout(timeout, exchange).await {
-        Ok(Ok(response)) => Ok(response),
+    let started = std::time::Instant::now();
+    let result = monoio::time::timeout(timeout, exchange).await;
+    call.trail.integration_us.set(Some(started.elapsed().as_micros() as u64));
+    match result {
+        Ok(Ok(response)) => {
+            call.trail.integration_status.set(response.status);
+            Ok(response)
+        }
         Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
             bufs.trim();
             Err(Kind::IntegrationFailure)
@@ -191,7 +200,7 @@ pub fn write_response(
     common: &Common<'_>,
     extra: Option<(&[u8], &[u8])>,
 ) {
-    response::write_status(out, response.status);
+    response::start(out, common, response.status);
     write_headers(bufs, out);
     if let Some((name, value)) = extra {
         response::write_header(out, name, value);

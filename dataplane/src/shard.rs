@@ -6,6 +6,7 @@
 use crate::cache::local::LocalCache;
 use crate::http1::date::DateCache;
 use crate::loaded_table::LoadedTable;
+use crate::metrics::recorder::{Export, Recorder};
 use crate::request_id::RequestIds;
 use crate::settings::Settings;
 use crate::stats::ShardStats;
@@ -52,6 +53,8 @@ pub struct Shard {
     rng: Cell<u64>,
     /// This shard's map of the cache entries it serves.
     pub cache: RefCell<LocalCache>,
+    /// This shard's per-method metrics, exported to the registry once a second.
+    pub metrics: RefCell<Recorder>,
 }
 
 pub struct ConnEntry {
@@ -98,6 +101,8 @@ impl CoarseClock {
 
 /// How often the sweeper runs: the precision of every client timeout.
 pub const TICK: Duration = Duration::from_millis(100);
+/// Ticks between metric exports (one second).
+const METRICS_EXPORT_TICKS: u64 = 10;
 
 impl Shard {
     /// A uniform number below 1,000,000, for canary shares (xorshift64*: no system call).
@@ -129,6 +134,8 @@ pub struct ShardSpec {
     pub stopping: Arc<AtomicBool>,
     /// New tables from the control-plane link.
     pub table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
+    /// Where the shard's metrics go once a second.
+    pub metrics: crossbeam_channel::Sender<Vec<Export>>,
 }
 
 /// Runs a shard to completion on the current thread: picks the driver, serves until the
@@ -218,6 +225,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         clock: CoarseClock::new(),
         rng: Cell::new(seed | 1),
         cache: RefCell::default(),
+        metrics: RefCell::new(Recorder::new(spec.metrics.clone())),
     });
     monoio::spawn(sweep(shard.clone(), spec.table_updates.clone()));
     loop {
@@ -247,11 +255,16 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
 
 /// Every [`TICK`]: swaps in a new table if one arrived, advances the coarse clock and the
 /// `Date` header, drops cache entries that stopped answering from the shard's map, and closes
-/// connections past their deadline. One timer for the whole shard,
-/// instead of one per read; the request path never polls anything.
+/// connections past their deadline; once a second, exports the shard's metrics. One timer for
+/// the whole shard, instead of one per read; the request path never polls anything.
 async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>) {
+    let mut ticks: u64 = 0;
     loop {
         monoio::time::sleep(TICK).await;
+        ticks += 1;
+        if ticks.is_multiple_of(METRICS_EXPORT_TICKS) {
+            shard.metrics.borrow_mut().export();
+        }
         swap_table(&shard, &table_updates);
         shard.clock.advance();
         shard.date.borrow_mut().refresh();
@@ -269,6 +282,7 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
             }
         }
         if shard.draining.get() && shard.conns.borrow().is_empty() {
+            shard.metrics.borrow_mut().export();
             return;
         }
     }

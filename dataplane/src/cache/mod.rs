@@ -15,8 +15,8 @@ pub mod store;
 use crate::gateway_response::{self, Kind};
 use crate::http1::head::Head;
 use crate::http1::response::{self, Common};
-use crate::method_stats::{MethodStats, Slot};
 use crate::proxy::{self, Call};
+use crate::trail::CacheUse;
 use crate::upstream::{self, UpstreamBuffers};
 use proto::table::{ArchivedRouteCache, ArchivedUnauthorizedInvalidation, MAX_CACHED_RESPONSE};
 use std::sync::Arc;
@@ -75,8 +75,6 @@ pub struct Cached<'a> {
     pub store: &'a Arc<Store>,
     pub settings: &'a ArchivedRouteCache,
     pub mode: Mode,
-    /// The method's counters on this shard.
-    pub stats: &'a Slot,
 }
 
 /// Answers an HTTP integration request through the stage cache.
@@ -87,7 +85,8 @@ pub async fn respond(
     bufs: &mut UpstreamBuffers,
     common: &Common<'_>,
 ) {
-    let Cached { store, settings, mode, stats } = cached;
+    let Cached { store, settings, mode } = cached;
+    let trail = common.trail;
     let shard = call.shard;
     let warning = (mode == Mode::LookupWarned).then_some(REFUSED_REFRESH);
     let now = crate::limit::now_ns();
@@ -99,7 +98,7 @@ pub async fn respond(
         let hash = key::hash(&local.key);
         if mode != Mode::Refresh {
             if let Some(entry) = local.find(hash, now) {
-                MethodStats::add(&stats.cache_hits);
+                trail.cache.set(CacheUse::Hit);
                 return write_entry(entry, out, common, warning);
             }
         }
@@ -113,7 +112,7 @@ pub async fn respond(
     };
     let ticket = match lookup {
         Lookup::Hit(entry) => {
-            MethodStats::add(&stats.cache_hits);
+            trail.cache.set(CacheUse::Hit);
             write_entry(&entry, out, common, warning);
             shard.cache.borrow_mut().insert(hash, entry, shard.index);
             return;
@@ -123,7 +122,7 @@ pub async fn respond(
             let common = &proxy::after_upstream(shard, common);
             match waited {
                 Ok(Some(entry)) if entry.answers(&key, crate::limit::now_ns()) => {
-                    MethodStats::add(&stats.cache_hits);
+                    trail.cache.set(CacheUse::Hit);
                     write_entry(&entry, out, common, warning);
                     shard.cache.borrow_mut().insert(hash, entry, shard.index);
                     return;
@@ -136,7 +135,7 @@ pub async fn respond(
         }
         Lookup::Fetch(ticket) => Some(ticket),
     };
-    MethodStats::add(&stats.cache_misses);
+    trail.cache.set(CacheUse::Miss);
     let result = proxy::fetch(&call, bufs).await;
     let common = &proxy::after_upstream(shard, common);
     match result {
@@ -183,7 +182,7 @@ fn storable(response: &upstream::Response, bufs: &UpstreamBuffers) -> Option<sto
 /// Writes a cached response: the original status, headers and body, with this request's
 /// common headers (date, request id, connection).
 fn write_entry(entry: &Entry, out: &mut Vec<u8>, common: &Common<'_>, extra: Option<(&[u8], &[u8])>) {
-    response::write_status(out, entry.status);
+    response::start(out, common, entry.status);
     out.extend_from_slice(entry.headers());
     if let Some((name, value)) = extra {
         response::write_header(out, name, value);

@@ -1,6 +1,8 @@
 //! Response encoding: status line, headers and body appended to an output buffer, so several
 //! pipelined responses leave in one write.
 
+use crate::trail::Trail;
+
 /// What every response carries besides its own headers.
 #[derive(Clone, Copy)]
 pub struct Common<'a> {
@@ -14,9 +16,17 @@ pub struct Common<'a> {
     pub http10: bool,
     /// A response to HEAD: headers only, `Content-Length` as a GET would have it.
     pub head_request: bool,
+    /// Where the response's status and length are noted for metrics and the access log.
+    pub trail: &'a Trail,
 }
 
-pub fn write_status(out: &mut Vec<u8>, status: u16) {
+/// Writes the status line and notes the status in the request's trail.
+pub fn start(out: &mut Vec<u8>, common: &Common<'_>, status: u16) {
+    common.trail.status.set(status);
+    write_status(out, status);
+}
+
+fn write_status(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut code = itoa::Buffer::new();
     out.extend_from_slice(code.format(status).as_bytes());
@@ -39,6 +49,7 @@ pub fn finish(out: &mut Vec<u8>, common: &Common<'_>, body: &[u8], content_lengt
     write_header(out, b"x-amzn-RequestId", common.request_id);
     let mut n = itoa::Buffer::new();
     let length = content_length.unwrap_or(body.len() as u64);
+    common.trail.body_len.set(length);
     write_header(out, b"content-length", n.format(length).as_bytes());
     if !common.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");

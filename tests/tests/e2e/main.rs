@@ -7,6 +7,7 @@ mod control;
 mod http1;
 mod lifecycle;
 mod loadgen;
+mod metrics;
 mod proxy;
 mod routing;
 mod throttle;
@@ -124,4 +125,19 @@ pub fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
         assert!(Instant::now() < deadline, "the data plane never connected: {out}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until every shard has exported what it recorded so far (shards export per-method
+/// metrics once a second).
+pub fn settle_metrics() {
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+/// The sum of a `/metrics` series over the lines carrying every one of `labels`.
+pub fn read_metric(dp: &Dataplane, name: &str, labels: &[&str]) -> u64 {
+    let (_, text) = dp.admin_get("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

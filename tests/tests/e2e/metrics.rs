@@ -1,0 +1,81 @@
+//! Per-method metrics after a scripted mix of requests: exact counts by status class,
+//! throttled and cache counts, and latency histograms that place a delayed origin's latency
+//! in the right range.
+
+use crate::{read_metric, settle_metrics};
+use gateway_tests::{Dataplane, Origin};
+use std::net::SocketAddr;
+
+fn manifest(origin: SocketAddr) -> String {
+    format!(
+        "kind: Api\nname: m\nroutes:\n  \
+         GET /ok:\n    integration: {{ type: MOCK, response: {{ body: ok }} }}\n  \
+         GET /missing:\n    integration: {{ type: MOCK, response: {{ status: 404, body: no }} }}\n  \
+         GET /boom:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{origin}/status/500\" }}\n  \
+         GET /slow:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{origin}/delay/200\" }}\n  \
+         GET /limited:\n    integration: {{ type: MOCK, response: {{ body: l }} }}\n    throttle: {{ rate: 0.01, burst: 2 }}\n  \
+         GET /cached:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{origin}/x\" }}\n    cache: {{ ttl: 60s }}\n\
+         ---\nkind: Stage\napi: m\nname: s\ncache: {{ enabled: true, ttl: 0s }}\n\
+         ---\nkind: Domain\nname: 127.0.0.1\nmappings:\n  - {{ basePath: \"\", api: m, stage: s }}\n"
+    )
+}
+
+/// The script: (path, times).
+const SCRIPT: &[(&str, usize)] =
+    &[("/ok", 5), ("/missing", 3), ("/boom", 2), ("/slow", 4), ("/limited", 5), ("/cached", 3), ("/nope", 2)];
+
+fn series(dp: &Dataplane, name: &str, route: &str, extra: &[&str]) -> u64 {
+    let route = format!("route=\"{route}\"");
+    let mut labels = vec!["api=\"m\"", "stage=\"s\"", "method=\"GET\"", route.as_str()];
+    labels.extend_from_slice(extra);
+    read_metric(dp, name, &labels)
+}
+
+fn quantile(dp: &Dataplane, name: &str, route: &str, q: &str) -> u64 {
+    series(dp, name, route, &[&format!("quantile=\"{q}\"")])
+}
+
+#[test]
+fn counts_by_method_and_status_class_are_exact_and_latencies_land_in_range() {
+    let origin = Origin::start();
+    let dp = Dataplane::start(&manifest(origin.addr));
+    let mut client = dp.client();
+    for (path, times) in SCRIPT {
+        for _ in 0..*times {
+            client.get("127.0.0.1", path);
+        }
+    }
+    settle_metrics();
+    let requests = |route: &str, class: &str| {
+        series(&dp, "gateway_method_requests_total", route, &[&format!("status_class=\"{class}\"")])
+    };
+    assert_eq!(requests("/ok", "2xx"), 5);
+    assert_eq!(requests("/missing", "4xx"), 3);
+    assert_eq!(requests("/boom", "5xx"), 2);
+    assert_eq!(requests("/slow", "2xx"), 4);
+    assert_eq!((requests("/limited", "2xx"), requests("/limited", "4xx")), (2, 3));
+    assert_eq!(series(&dp, "gateway_method_throttled_total", "/limited", &[]), 3);
+    assert_eq!(requests("/cached", "2xx"), 3);
+    assert_eq!(series(&dp, "gateway_cache_misses_total", "/cached", &[]), 1);
+    assert_eq!(series(&dp, "gateway_cache_hits_total", "/cached", &[]), 2);
+    assert_eq!(series(&dp, "gateway_cache_hits_total", "/ok", &[]), 0);
+    // Nothing else was counted per method: the two unknown routes have no method.
+    let all = read_metric(&dp, "gateway_method_requests_total", &["api=\"m\""]);
+    assert_eq!(all, 22, "5 + 3 + 2 + 4 + 5 + 3");
+
+    // The origin waits 200 ms: both latencies of /slow are 200 ms and a little, the
+    // integration's within the request's; a MOCK answer takes well under 10 ms.
+    for q in ["0.5", "0.99"] {
+        let latency = quantile(&dp, "gateway_method_latency_microseconds", "/slow", q);
+        let integration = quantile(&dp, "gateway_method_integration_latency_microseconds", "/slow", q);
+        assert!((200_000..260_000).contains(&latency), "p{q} latency {latency} us");
+        assert!((200_000..260_000).contains(&integration), "p{q} integration {integration} us");
+        assert!(integration <= latency + latency / 50, "integration {integration} within latency {latency}");
+        let mock = quantile(&dp, "gateway_method_latency_microseconds", "/ok", q);
+        assert!(mock < 10_000, "p{q} MOCK latency {mock} us");
+    }
+    assert_eq!(series(&dp, "gateway_method_latency_microseconds_count", "/slow", &[]), 4);
+    let sum = series(&dp, "gateway_method_latency_microseconds_sum", "/slow", &[]);
+    assert!((800_000..1_040_000).contains(&sum), "4 x 200 ms and a little: {sum}");
+    assert_eq!(series(&dp, "gateway_method_integration_latency_microseconds_count", "/ok", &[]), 0);
+}
