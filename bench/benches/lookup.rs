@@ -43,6 +43,7 @@ fn table(n: usize) -> TableBytes {
         canary: None,
         limit: None,
         cache: None,
+        access_log: None,
     };
     let t = Table {
         version: 1,

@@ -306,6 +306,16 @@ fn compile_stage(
             })
         }
     };
+    let access_log = match &s.access_log {
+        None => None,
+        Some(settings) => match crate::access_log::compile(settings) {
+            Ok(log) => Some(log),
+            Err((field, message)) => {
+                errors.at(doc, format!("accessLog.{field}"), message);
+                None
+            }
+        },
+    };
     if errors.list.len() != before {
         return None;
     }
@@ -319,6 +329,7 @@ fn compile_stage(
         canary,
         limit,
         cache: cache.map(|c| c.cache),
+        access_log,
     })
 }
 

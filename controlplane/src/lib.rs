@@ -2,6 +2,7 @@
 //!
 //! - [`manifest`]: the YAML object model and its strict, located parsing.
 //! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked.
+//! - [`access_log`]: a stage's access log destination and line format.
 //! - [`cache_settings`]: stage caches and per-method cache settings into the table.
 //! - [`usage_plans`]: usage plans and API keys into the table (per-key buckets, quotas).
 //! - [`state`]: the desired state and the operations on it (apply, delete, deploy, rollback).
@@ -9,6 +10,7 @@
 //! - [`usage`]: durable quota usage reported by the data planes (fsynced log + snapshot).
 //! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
+pub mod access_log;
 pub mod cache_settings;
 pub mod compile;
 pub mod manifest;

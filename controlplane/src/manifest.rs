@@ -284,6 +284,17 @@ pub struct Stage {
     pub cache: Option<StageCache>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<StageCanary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogSettings>,
+}
+
+/// AWS accessLogSettings: a file and a format (`CLF`, `JSON` or a `$context` template).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSettings {
+    pub destination: String,
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// AWS canarySettings: a share of the stage's traffic goes to another deployment.

@@ -19,6 +19,7 @@ pub struct AdminState {
     /// The table the shards serve (or are about to), for the stage cache series.
     pub table: CurrentTable,
     pub metrics: Arc<Registry>,
+    pub access_log: Arc<crate::access_log::LogStats>,
 }
 
 pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -74,7 +75,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 8] = [
+    let series: [Series; 9] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -100,6 +101,12 @@ fn metrics(state: &AdminState) -> String {
         ("gateway_upstream_connections_opened_total", "counter", "Upstream connections opened.", |s| {
             s.upstream_opened.load(Relaxed)
         }),
+        (
+            "gateway_upstream_pool_idle_connections",
+            "gauge",
+            "Idle keep-alive connections in the shard's upstream pool.",
+            |s| s.upstream_idle.load(Relaxed),
+        ),
     ];
     for (name, kind, help, read) in series {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -137,6 +144,19 @@ fn metrics(state: &AdminState) -> String {
         cache_metrics(&table, &mut out);
     }
     method_metrics(&state.metrics, &mut out);
+    let logs = &state.access_log;
+    for (name, help, value) in [
+        ("gateway_access_log_lines_total", "Access log lines written.", logs.written.load(Relaxed)),
+        (
+            "gateway_access_log_dropped_total",
+            "Access log lines dropped (writer behind, buffer full, or a file that cannot be written).",
+            logs.dropped.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
     out
 }
 

@@ -70,8 +70,38 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The `message` of the response body (`$context.error.message`).
+    pub fn message(self) -> &'static [u8] {
+        let body = self.response().1;
+        let message = body.strip_prefix(br#"{"message":""#).and_then(|m| m.strip_suffix(br#""}"#));
+        message.unwrap_or(body)
+    }
+
+    /// AWS's gateway response type (`$context.error.responseType`).
+    pub fn response_type(self) -> &'static str {
+        match self {
+            Kind::MissingAuthenticationToken => "MISSING_AUTHENTICATION_TOKEN",
+            Kind::NotFound => "RESOURCE_NOT_FOUND",
+            Kind::UnknownDomain | Kind::BadRequest | Kind::UriTooLong | Kind::HeadersTooLarge => {
+                "DEFAULT_4XX"
+            }
+            Kind::ExpectationFailed => "DEFAULT_4XX",
+            Kind::RequestTooLarge => "REQUEST_TOO_LARGE",
+            Kind::IntegrationTimeout => "INTEGRATION_TIMEOUT",
+            Kind::IntegrationFailure => "INTEGRATION_FAILURE",
+            Kind::NotReady => "DEFAULT_5XX",
+            Kind::Throttled => "THROTTLED",
+            Kind::InvalidApiKey => "INVALID_API_KEY",
+            Kind::QuotaExceeded => "QUOTA_EXCEEDED",
+            Kind::InvalidationForbidden => "ACCESS_DENIED",
+        }
+    }
+}
+
 /// Appends the gateway response for `kind` to `out`.
 pub fn write(out: &mut Vec<u8>, kind: Kind, common: &Common<'_>) {
+    common.trail.error.set(Some(kind));
     let (status, body, error_type) = kind.response();
     response::start(out, common, status);
     response::write_header(out, b"content-type", b"application/json");

@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) wires these together; the library form exists so that fuzz targets
 //! and benchmarks can reach the pure parts (`http1`).
 
+pub mod access_log;
 pub mod admin;
 pub mod cache;
 mod conn;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod shard;
 pub mod stats;
 pub mod sys;
+mod trace_context;
 mod trail;
 mod upstream;
 pub mod usage_report;

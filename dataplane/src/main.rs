@@ -136,12 +136,17 @@ fn run(cli: Cli) -> Result<(), String> {
     let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
     let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
     let (metrics, metrics_exports) = dataplane::metrics::registry::Registry::new();
+    let log_stats = Arc::new(dataplane::access_log::LogStats::default());
+    let reopen_logs = Arc::new(AtomicBool::new(false));
+    let (log_queue, log_writer) = dataplane::access_log::start_writer(log_stats.clone(), reopen_logs.clone())
+        .map_err(|e| format!("access log writer: {e}"))?;
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
         table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),
         shards: stats.clone(),
         table: current_table.clone(),
         metrics: metrics.clone(),
+        access_log: log_stats.clone(),
     });
     {
         let state = admin_state.clone();
@@ -170,6 +175,7 @@ fn run(cli: Cli) -> Result<(), String> {
             stopping: stopping.clone(),
             table_updates: update_receivers.next().ok_or("one channel per shard")?,
             metrics: metrics_exports.clone(),
+            access_log: (log_queue.clone(), log_stats.clone()),
         };
         let started = started_tx.clone();
         let handle = std::thread::Builder::new()
@@ -234,7 +240,9 @@ fn run(cli: Cli) -> Result<(), String> {
         .spawn(move || loop {
             let sig = sys::wait_signal();
             if sig == libc::SIGHUP {
-                // Reserved for reopening access logs.
+                // After logrotate: the writer opens every access log file afresh.
+                reopen_logs.store(true, Ordering::Release);
+                eprintln!("signal {sig}: reopening access logs");
                 continue;
             }
             eprintln!("signal {sig}: stopping; in-flight requests may finish");
@@ -257,8 +265,11 @@ fn run(cli: Cli) -> Result<(), String> {
             Err(_) => failed = true,
         }
     }
-    // Every request is counted now: the last quota usage goes out (or to disk) before exit.
+    // Every request is counted now: the last quota usage goes out (or to disk) before exit,
+    // and the shards' last log lines reach their files.
     reporter.flush_and_stop(Duration::from_secs(5));
+    drop(log_queue);
+    let _ = log_writer.join();
     eprintln!("stopped");
     if failed {
         Err("a shard failed".into())

@@ -17,6 +17,7 @@
 //! Phases added later (authorizers, validation) slot in between
 //! and keep this order; each failure is a [`Kind`] answered by [`gateway_response`].
 
+use crate::access_log::format::Line;
 use crate::gateway_response::{self, Kind};
 use crate::http1::head::Head;
 use crate::http1::response::Common;
@@ -24,10 +25,14 @@ use crate::loaded_table::LoadedTable;
 use crate::metrics::recorder::Labels;
 use crate::shard::Shard;
 use crate::stats::ShardStats;
+use crate::trace_context::TraceContext;
 use crate::trail::Trail;
 use crate::upstream::UpstreamBuffers;
 use proto::lookup::{self, Captures};
-use proto::table::{ArchivedIntegration, ArchivedProtocol, ArchivedRoute, ArchivedStage, Method};
+use proto::table::{
+    ArchivedAccessLog, ArchivedIntegration, ArchivedProtocol, ArchivedRoute, ArchivedStage, Method,
+};
+use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -37,6 +42,15 @@ pub struct Request<'r, 'b, 'h> {
     pub body: &'r [u8],
     pub peer: SocketAddr,
     pub request_id: &'r [u8; 36],
+    /// The tracing headers, made when first needed (forwarding, logging).
+    trace: OnceCell<TraceContext>,
+}
+
+impl Request<'_, '_, '_> {
+    pub fn trace(&self, shard: &Shard) -> &TraceContext {
+        self.trace
+            .get_or_init(|| TraceContext::of(self.head, || shard.random(), crate::quota::unix_now_s() as u64))
+    }
 }
 
 pub async fn handle(
@@ -64,20 +78,70 @@ pub async fn handle(
     let Some(table) = shard.current_table() else {
         return gateway_response::write(out, Kind::NotReady, &common);
     };
-    let request = Request { head, body, peer, request_id: &request_id };
+    let request = Request { head, body, peer, request_id: &request_id, trace: OnceCell::new() };
     let answered = answer(shard, &table, &request, &common, out, upstream).await;
     let latency_us = started.elapsed().as_micros() as u64;
     if let (Some(stage), Some(route)) = (answered.stage, answered.route) {
         let labels = || Labels::new(&stage.api, &stage.name, &route.key);
         shard.metrics.borrow_mut().record(route.id.to_native(), labels, &trail, latency_us);
     }
+    if let Some(stage) = answered.stage {
+        if let Some(log) = stage.access_log.as_ref() {
+            write_access_log(shard, &table, log, stage, &answered, &request, &common, latency_us);
+        }
+    }
 }
 
-/// What the request reached: the stage and route, when it got that far.
+/// Formats the request's line into the shard's buffer for the stage's log file.
+#[allow(clippy::too_many_arguments)]
+fn write_access_log(
+    shard: &Shard,
+    table: &LoadedTable,
+    log: &ArchivedAccessLog,
+    stage: &ArchivedStage,
+    answered: &Answered<'_>,
+    request: &Request<'_, '_, '_>,
+    common: &Common<'_>,
+    latency_us: u64,
+) {
+    let head = request.head;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let request_time = shard.request_time(now.as_secs() as i64);
+    let trail = common.trail;
+    let line = Line {
+        request_id: request.request_id,
+        source_ip: request.peer.ip(),
+        user_agent: head.headers.get("user-agent"),
+        api_key_id: answered.key.map(|k| table.get().api_keys[k as usize].name.as_str()),
+        method: head.method,
+        path: head.path(),
+        resource_path: answered.route.map(|r| r.resource.as_str()),
+        route_key: answered.route.map(|r| r.key.as_str()),
+        stage: &stage.name,
+        api: &stage.api,
+        domain: head.host,
+        http10: common.http10,
+        status: trail.status.get(),
+        response_length: trail.body_len.get(),
+        latency_ms: latency_us / 1000,
+        integration: trail.integration_us.get().map(|us| (us / 1000, trail.integration_status.get())),
+        request_time: &request_time,
+        request_time_epoch_ms: now.as_millis() as u64,
+        xray_trace_id: request.trace(shard).xray(head),
+        error: trail.error.get(),
+    };
+    shard
+        .access_log
+        .borrow_mut()
+        .line(&log.destination, |out| crate::access_log::format::render(&log.format, &line, out));
+}
+
+/// What the request reached: the stage, route and API key, when it got that far.
 #[derive(Default)]
 struct Answered<'t> {
     stage: Option<&'t ArchivedStage>,
     route: Option<&'t ArchivedRoute>,
+    key: Option<u32>,
 }
 
 /// Runs the phases and writes the response.
@@ -127,6 +191,7 @@ async fn answer<'t>(
             }
         },
     };
+    answered.key = key;
     // Throttles, in AWS order: the client's (per method, then per plan), method, stage,
     // account.
     let key_entry = key.map(|index| &table.get().api_keys[index as usize]);

@@ -141,10 +141,13 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     req.extend_from_slice(b"\r\n");
 
     let connection = head.headers.get("connection");
+    let trace = call.request.trace(call.shard);
     let mut forwarded_for: Option<&[u8]> = None;
     for (name, value) in head.headers.iter() {
         let name = name.as_bytes();
-        if is_hop_by_hop(name)
+        let replaced_trace = trace.traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent");
+        if replaced_trace
+            || is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
@@ -172,6 +175,12 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     req.extend_from_slice(b"\r\nx-amzn-requestid: ");
     req.extend_from_slice(call.request.request_id);
     req.extend_from_slice(b"\r\n");
+    if let Some(traceparent) = &trace.traceparent {
+        response::write_header(req, b"traceparent", traceparent);
+    }
+    if let Some(xray) = &trace.xray {
+        response::write_header(req, b"x-amzn-trace-id", xray);
+    }
     let body = call.request.body;
     if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
         req.extend_from_slice(b"content-length: ");
@@ -183,7 +192,7 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
 }
 
 /// Formats an IP address into `buf` without allocating.
-fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
+pub fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
     use std::io::Write;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cursor, "{ip}");

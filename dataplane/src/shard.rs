@@ -3,6 +3,7 @@
 //! ids, date cache). Nothing here is shared with another shard except the read-only table and
 //! the relaxed counters in [`ShardStats`].
 
+use crate::access_log::{Chunk, LogStats, ShardLog};
 use crate::cache::local::LocalCache;
 use crate::http1::date::DateCache;
 use crate::loaded_table::LoadedTable;
@@ -49,12 +50,16 @@ pub struct Shard {
     /// The listener's port, for `X-Forwarded-Port`.
     pub listen_port: u16,
     pub clock: CoarseClock,
-    /// xorshift state for canary rolls.
+    /// xorshift state for [`Shard::random`].
     rng: Cell<u64>,
     /// This shard's map of the cache entries it serves.
     pub cache: RefCell<LocalCache>,
     /// This shard's per-method metrics, exported to the registry once a second.
     pub metrics: RefCell<Recorder>,
+    /// This shard's access log lines, handed to the writer every tick.
+    pub access_log: RefCell<ShardLog>,
+    /// `$context.requestTime` of the current second: `(unix second, text)`.
+    pub request_time: Cell<(i64, [u8; 26])>,
 }
 
 pub struct ConnEntry {
@@ -105,14 +110,30 @@ pub const TICK: Duration = Duration::from_millis(100);
 const METRICS_EXPORT_TICKS: u64 = 10;
 
 impl Shard {
-    /// A uniform number below 1,000,000, for canary shares (xorshift64*: no system call).
-    pub fn roll_per_million(&self) -> u32 {
+    /// 64 random bits (xorshift64*: no system call), for canary rolls and trace ids.
+    pub fn random(&self) -> u64 {
         let mut x = self.rng.get();
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.rng.set(x);
-        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % 1_000_000) as u32
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A uniform number below 1,000,000, for canary shares.
+    pub fn roll_per_million(&self) -> u32 {
+        ((self.random() >> 32) % 1_000_000) as u32
+    }
+
+    /// `$context.requestTime` for a Unix second (formatted once per second).
+    pub fn request_time(&self, unix_s: i64) -> [u8; 26] {
+        let (second, text) = self.request_time.get();
+        if second == unix_s {
+            return text;
+        }
+        let text = crate::access_log::format::request_time(unix_s);
+        self.request_time.set((unix_s, text));
+        text
     }
 
     /// The table a request runs on from start to finish, even if a newer one arrives meanwhile.
@@ -136,6 +157,8 @@ pub struct ShardSpec {
     pub table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
     /// Where the shard's metrics go once a second.
     pub metrics: crossbeam_channel::Sender<Vec<Export>>,
+    /// Where the shard's access log lines go every tick.
+    pub access_log: (crossbeam_channel::Sender<Chunk>, Arc<LogStats>),
 }
 
 /// Runs a shard to completion on the current thread: picks the driver, serves until the
@@ -226,6 +249,8 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         rng: Cell::new(seed | 1),
         cache: RefCell::default(),
         metrics: RefCell::new(Recorder::new(spec.metrics.clone())),
+        access_log: RefCell::new(ShardLog::new(spec.access_log.0.clone(), spec.access_log.1.clone())),
+        request_time: Cell::new((i64::MIN, [0; 26])),
     });
     monoio::spawn(sweep(shard.clone(), spec.table_updates.clone()));
     loop {
@@ -281,6 +306,7 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
                 crate::sys::shutdown_both(conn.fd);
             }
         }
+        shard.access_log.borrow_mut().flush();
         if shard.draining.get() && shard.conns.borrow().is_empty() {
             shard.metrics.borrow_mut().export();
             return;

@@ -21,6 +21,8 @@ pub struct ShardStats {
     pub upstream_reused: AtomicU64,
     /// Upstream connections opened.
     pub upstream_opened: AtomicU64,
+    /// Idle upstream connections in the shard's pool.
+    pub upstream_idle: AtomicU64,
     /// Version of the routing table this shard serves (0: none yet).
     pub table_version: AtomicU64,
     /// Longest table swap so far, in nanoseconds.

@@ -27,4 +27,6 @@ pub struct Trail {
     pub cache: Cell<CacheUse>,
     /// A throttle or quota refused the request.
     pub throttled: Cell<bool>,
+    /// The gateway answered with this error itself.
+    pub error: Cell<Option<crate::gateway_response::Kind>>,
 }

@@ -26,21 +26,26 @@ const MAX_RESPONSE_HEADERS: usize = 128;
 pub struct Pool {
     idle: HashMap<SocketAddr, Vec<TcpStream>>,
     max_idle: usize,
+    /// Idle connections over all upstreams.
+    len: usize,
 }
 
 impl Pool {
     pub fn new(max_idle: usize) -> Self {
-        Pool { idle: HashMap::new(), max_idle }
+        Pool { idle: HashMap::new(), max_idle, len: 0 }
     }
 
     fn take(&mut self, addr: SocketAddr) -> Option<TcpStream> {
-        self.idle.get_mut(&addr).and_then(Vec::pop)
+        let stream = self.idle.get_mut(&addr).and_then(Vec::pop)?;
+        self.len -= 1;
+        Some(stream)
     }
 
     fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
         let idle = self.idle.entry(addr).or_default();
         if idle.len() < self.max_idle {
             idle.push(stream);
+            self.len += 1;
         }
     }
 }
@@ -110,7 +115,12 @@ pub async fn exchange(
     connect_timeout: Duration,
 ) -> Result<Response, UpstreamError> {
     for attempt in 0..2 {
-        let pooled = shard.upstreams.borrow_mut().take(addr);
+        let pooled = {
+            let mut pool = shard.upstreams.borrow_mut();
+            let pooled = pool.take(addr);
+            shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
+            pooled
+        };
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(stream) => {
@@ -140,7 +150,9 @@ pub async fn exchange(
         match read_response(&mut stream, bufs, head_request).await {
             Ok((response, keep_alive)) => {
                 if keep_alive {
-                    shard.upstreams.borrow_mut().put(addr, stream);
+                    let mut pool = shard.upstreams.borrow_mut();
+                    pool.put(addr, stream);
+                    shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 return Ok(response);
             }

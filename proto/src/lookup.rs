@@ -286,6 +286,7 @@ mod tests {
             canary: None,
             limit: None,
             cache: None,
+            access_log: None,
         }
     }
 

@@ -180,6 +180,80 @@ pub struct Stage {
     pub limit: Option<u32>,
     /// The stage cache (AWS: the stage's cache cluster), when enabled.
     pub cache: Option<StageCache>,
+    /// Where and how the stage's requests are logged.
+    pub access_log: Option<AccessLog>,
+}
+
+/// A stage's access log (AWS accessLogSettings): a file and a line template.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    /// An absolute file path; lines are appended, and the file is reopened on SIGHUP.
+    pub destination: String,
+    pub format: Vec<LogPart>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum LogPart {
+    Literal(String),
+    Var(LogVar),
+}
+
+/// The `$context` variables an access log line can use.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum LogVar {
+    RequestId,
+    ExtendedRequestId,
+    SourceIp,
+    UserAgent,
+    ApiKeyId,
+    HttpMethod,
+    Path,
+    ResourcePath,
+    RouteKey,
+    Stage,
+    ApiId,
+    DomainName,
+    Protocol,
+    Status,
+    ResponseLength,
+    ResponseLatency,
+    IntegrationLatency,
+    IntegrationStatus,
+    RequestTime,
+    RequestTimeEpoch,
+    XrayTraceId,
+    ErrorMessage,
+    ErrorResponseType,
+}
+
+impl LogVar {
+    /// Every variable by its name after `$context.`.
+    pub const NAMES: [(&'static str, LogVar); 23] = [
+        ("requestId", LogVar::RequestId),
+        ("extendedRequestId", LogVar::ExtendedRequestId),
+        ("identity.sourceIp", LogVar::SourceIp),
+        ("identity.userAgent", LogVar::UserAgent),
+        ("identity.apiKeyId", LogVar::ApiKeyId),
+        ("httpMethod", LogVar::HttpMethod),
+        ("path", LogVar::Path),
+        ("resourcePath", LogVar::ResourcePath),
+        ("routeKey", LogVar::RouteKey),
+        ("stage", LogVar::Stage),
+        ("apiId", LogVar::ApiId),
+        ("domainName", LogVar::DomainName),
+        ("protocol", LogVar::Protocol),
+        ("status", LogVar::Status),
+        ("responseLength", LogVar::ResponseLength),
+        ("responseLatency", LogVar::ResponseLatency),
+        ("integrationLatency", LogVar::IntegrationLatency),
+        ("integrationStatus", LogVar::IntegrationStatus),
+        ("requestTime", LogVar::RequestTime),
+        ("requestTimeEpoch", LogVar::RequestTimeEpoch),
+        ("xrayTraceId", LogVar::XrayTraceId),
+        ("error.message", LogVar::ErrorMessage),
+        ("error.responseType", LogVar::ErrorResponseType),
+    ];
 }
 
 /// A stage's response cache: one store per data plane, shared by its shards.

@@ -57,6 +57,7 @@ fn stage_and_route_lookup_do_not_allocate() {
         canary: None,
         limit: None,
         cache: None,
+        access_log: None,
     };
     let table = Table {
         version: 1,

@@ -278,8 +278,12 @@ impl Dataplane {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
         // Our own child: its pid cannot be reused while `child` is not yet reaped.
-        let rc = unsafe_kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        let rc = unsafe_kill(self.child.id() as libc::pid_t, sig);
         assert_eq!(rc, 0, "kill failed");
     }
 

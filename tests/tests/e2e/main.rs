@@ -2,6 +2,7 @@
 //! End-to-end tests: the real `dataplane` and `controlctl` binaries, on port 0, against a
 //! real origin. Run the suite under each io driver with `GATEWAY_IO_DRIVER=uring|epoll`.
 
+mod access_log;
 mod cache;
 mod control;
 mod http1;

@@ -79,3 +79,51 @@ fn counts_by_method_and_status_class_are_exact_and_latencies_land_in_range() {
     assert!((800_000..1_040_000).contains(&sum), "4 x 200 ms and a little: {sum}");
     assert_eq!(series(&dp, "gateway_method_integration_latency_microseconds_count", "/ok", &[]), 0);
 }
+
+/// The header named `name` the origin received, from its echo.
+fn received(response: &gateway_tests::Response, name: &str) -> Vec<String> {
+    let echo = response.json();
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn tracing_headers_are_forwarded_or_generated() {
+    let origin = Origin::start();
+    let manifest = format!(
+        "kind: Api\nname: t\nroutes:\n  GET /echo:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{}/echo\" }}\n\
+         ---\nkind: Stage\napi: t\nname: s\n---\nkind: Domain\nname: 127.0.0.1\nmappings:\n  - {{ basePath: \"\", api: t, stage: s }}\n",
+        origin.addr
+    );
+    let dp = Dataplane::start(&manifest);
+    let mut client = dp.client();
+    // None sent: both generated, in their formats, and different per request.
+    let a = client.get("127.0.0.1", "/echo");
+    let b = client.get("127.0.0.1", "/echo");
+    for r in [&a, &b] {
+        let tp = received(r, "traceparent");
+        assert_eq!(tp.len(), 1);
+        let parts: Vec<&str> = tp[0].split('-').collect();
+        assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"), "{tp:?}");
+        let xray = received(r, "x-amzn-trace-id");
+        assert!(xray.len() == 1 && xray[0].starts_with("Root=1-") && xray[0].len() == 40, "{xray:?}");
+    }
+    assert_ne!(received(&a, "traceparent"), received(&b, "traceparent"));
+    // Valid ones are forwarded untouched; a malformed traceparent is replaced.
+    let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    let r = client.request(&format!(
+        "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\ntraceparent: {good}\r\nX-Amzn-Trace-Id: {xray}\r\n\r\n"
+    ));
+    assert_eq!(received(&r, "traceparent"), vec![good.to_string()]);
+    assert_eq!(received(&r, "x-amzn-trace-id"), vec![xray.to_string()]);
+    let r = client.request("GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\ntraceparent: 00-zz-yy-01\r\n\r\n");
+    let tp = received(&r, "traceparent");
+    assert!(tp.len() == 1 && tp[0] != "00-zz-yy-01" && tp[0].len() == 55, "{tp:?}");
+    assert!(r.header("x-amzn-RequestId").is_some());
+}
