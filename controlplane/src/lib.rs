@@ -8,12 +8,16 @@
 //! - [`state`]: the desired state and the operations on it (apply, delete, deploy, rollback).
 //! - [`store`]: durable storage of the state (atomic replace with fsync).
 //! - [`usage`]: durable quota usage reported by the data planes (fsynced log + snapshot).
+//! - [`metrics`]: per-method metrics reported by the data planes (in memory, live).
+//! - [`metrics_table`]: the per-method table `controlctl metrics` and `top` print.
 //! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
 pub mod access_log;
 pub mod cache_settings;
 pub mod compile;
 pub mod manifest;
+pub mod metrics;
+pub mod metrics_table;
 pub mod service;
 pub mod state;
 pub mod store;

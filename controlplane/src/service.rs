@@ -42,6 +42,7 @@ pub struct ControlService {
     published: watch::Sender<Published>,
     dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
     usage: Arc<Mutex<UsageStore>>,
+    metrics: crate::metrics::MetricsStore,
 }
 
 fn now_ms() -> u64 {
@@ -101,6 +102,7 @@ impl ControlService {
         let usage = UsageStore::open(store.dir()).map_err(|e| format!("loading usage: {e}"))?;
         Ok(ControlService {
             usage: Arc::new(Mutex::new(usage)),
+            metrics: crate::metrics::MetricsStore::default(),
             store,
             state: tokio::sync::Mutex::new(state),
             published: tx,
@@ -250,6 +252,22 @@ impl Control for ControlService {
         let outcome = state.rollback(&req.api, &req.stage, to).map_err(refusal_status)?;
         self.commit(&mut state, &outcome)?;
         Ok(Response::new(self.change_response(&outcome)))
+    }
+
+    async fn report_metrics(
+        &self,
+        req: Request<grpc::MetricsReport>,
+    ) -> Result<Response<grpc::MetricsAck>, Status> {
+        self.metrics.record(req.into_inner());
+        Ok(Response::new(grpc::MetricsAck {}))
+    }
+
+    async fn get_metrics(
+        &self,
+        req: Request<grpc::GetMetricsRequest>,
+    ) -> Result<Response<grpc::GetMetricsResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(self.metrics.summary(&req.api, &req.stage)))
     }
 
     async fn flush_cache(

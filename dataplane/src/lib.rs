@@ -13,6 +13,7 @@ pub mod http1;
 pub mod limit;
 pub mod loaded_table;
 pub mod metrics;
+pub mod metrics_report;
 mod mock;
 mod pipeline;
 mod proxy;

@@ -212,14 +212,23 @@ fn run(cli: Cli) -> Result<(), String> {
     let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
     let started_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let instance = format!("{id}/{}-{started_ms}", std::process::id());
     let reporter = usage_report::start(
         usage_report::ReporterConfig {
             control_plane: cli.control_plane.clone(),
             state_dir: state_dir.clone(),
-            instance: format!("{id}/{}-{started_ms}", std::process::id()),
+            instance: instance.clone(),
         },
         current_table.clone(),
     )?;
+    if let Some(url) = cli.control_plane.clone() {
+        dataplane::metrics_report::start(dataplane::metrics_report::MetricsReporter {
+            control_plane: url,
+            dataplane_id: id.clone(),
+            instance,
+            registry: metrics.clone(),
+        })?;
+    }
     if let Some(url) = cli.control_plane.clone() {
         let publisher = control_link::TablePublisher::new(
             update_senders,

@@ -4,6 +4,7 @@
 //! 2 usage error or the control plane cannot be reached.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use controlplane::metrics_table;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;
 use std::path::{Path, PathBuf};
@@ -109,6 +110,29 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Per-method metrics summed over every data plane: count, error rates, cache hit rate,
+    /// latency and integration latency percentiles.
+    Metrics {
+        /// Only this API.
+        api: Option<String>,
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// `metrics`, refreshed in place, with the request rate since the last refresh (Ctrl-C
+    /// stops).
+    Top {
+        api: Option<String>,
+        #[arg(long)]
+        stage: Option<String>,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(long)]
+        iterations: Option<u64>,
     },
     /// The stage response cache.
     Cache {
@@ -301,6 +325,45 @@ async fn run(command: Command, server: String) -> Result<(), Failure> {
             let resp = client.deploy(grpc::DeployRequest { api, stage, description }).await?.into_inner();
             print_changes(&resp.changes, "");
             Ok(())
+        }
+        Command::Metrics { api, stage, output } => {
+            let mut client = connect(&server).await?;
+            let req =
+                grpc::GetMetricsRequest { api: api.unwrap_or_default(), stage: stage.unwrap_or_default() };
+            let resp = client.get_metrics(req).await?.into_inner();
+            match output {
+                Output::Table => {
+                    println!("{} data plane(s)", resp.dataplanes);
+                    print_table(&metrics_table::header(false), &metrics_table::rows(&resp, None));
+                }
+                _ => print_structured(&metrics_json(&resp), output),
+            }
+            Ok(())
+        }
+        Command::Top { api, stage, interval, iterations } => {
+            let mut client = connect(&server).await?;
+            let req =
+                grpc::GetMetricsRequest { api: api.unwrap_or_default(), stage: stage.unwrap_or_default() };
+            let interval = Duration::from_secs_f64(interval.max(0.2));
+            let mut previous: Option<(grpc::GetMetricsResponse, Instant)> = None;
+            let mut shown = 0u64;
+            loop {
+                let resp = client.get_metrics(req.clone()).await?.into_inner();
+                let since = previous.as_ref().map(|(p, at)| (p, at.elapsed()));
+                // Clear the screen and go home, as top does.
+                print!("\x1b[2J\x1b[H");
+                println!("{} data plane(s), every {:.1} s", resp.dataplanes, interval.as_secs_f64());
+                print_table(
+                    &metrics_table::header(true),
+                    &metrics_table::rows(&resp, since.or(Some((&resp, interval)))),
+                );
+                previous = Some((resp, Instant::now()));
+                shown += 1;
+                if iterations.is_some_and(|n| shown >= n) {
+                    return Ok(());
+                }
+                tokio::time::sleep(interval).await;
+            }
         }
         Command::Cache { action: CacheAction::Flush { api, stage, timeout_secs } } => {
             let mut client = connect(&server).await?;
@@ -627,6 +690,22 @@ fn json_diff(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: 
         }
         _ => {}
     }
+}
+
+fn metrics_json(resp: &grpc::GetMetricsResponse) -> serde_json::Value {
+    let methods: Vec<serde_json::Value> = resp
+        .methods
+        .iter()
+        .map(|m| {
+            serde_json::json!({"api": m.api, "stage": m.stage, "route": m.route, "method": m.method,
+                "count": m.count, "4xx": m.errors_4xx, "5xx": m.errors_5xx, "throttled": m.throttled,
+                "cacheHits": m.cache_hits, "cacheMisses": m.cache_misses,
+                "latencyUs": {"p50": m.latency_p50, "p90": m.latency_p90, "p99": m.latency_p99},
+                "integrationLatencyUs": {"p50": m.integration_p50, "p90": m.integration_p90, "p99": m.integration_p99,
+                    "count": m.integration_count}})
+        })
+        .collect();
+    serde_json::json!({"dataplanes": resp.dataplanes, "methods": methods})
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {

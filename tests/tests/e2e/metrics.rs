@@ -127,3 +127,62 @@ fn tracing_headers_are_forwarded_or_generated() {
     assert!(tp.len() == 1 && tp[0] != "00-zz-yy-01" && tp[0].len() == 55, "{tp:?}");
     assert!(r.header("x-amzn-RequestId").is_some());
 }
+
+#[test]
+fn controlctl_metrics_sums_every_data_plane() {
+    let origin = Origin::start();
+    let work = gateway_tests::process::TempDir::new("metrics-cp");
+    let cp = gateway_tests::ControlPlane::start(&work.0.join("data"));
+    let (state_a, state_b) = (
+        gateway_tests::process::TempDir::new("metrics-a"),
+        gateway_tests::process::TempDir::new("metrics-b"),
+    );
+    let a = crate::follower(&cp, &state_a);
+    let b = crate::follower(&cp, &state_b);
+    cp.apply(&work.0, &manifest(origin.addr));
+    for (dp, slow) in [(&a, 3), (&b, 1)] {
+        let mut client = dp.client();
+        for _ in 0..slow {
+            assert_eq!(client.get("127.0.0.1", "/slow").status, 200);
+        }
+        for _ in 0..2 {
+            assert_eq!(client.get("127.0.0.1", "/missing").status, 404);
+        }
+        assert_eq!(client.get("127.0.0.1", "/boom").status, 500);
+    }
+    // Shards export every second, data planes report every 2 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let find = |json: &serde_json::Value, route: &str| {
+        json["methods"].as_array().unwrap().iter().find(|m| m["route"] == route).cloned().unwrap_or_default()
+    };
+    let json = loop {
+        let (code, out, err) = cp.ctl(&["metrics", "m", "--stage", "s", "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let done = json["dataplanes"] == 2
+            && find(&json, "/slow")["count"] == 4
+            && find(&json, "/missing")["count"] == 4
+            && find(&json, "/boom")["count"] == 2;
+        if done || std::time::Instant::now() > deadline {
+            break json;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (slow, missing, boom) = (find(&json, "/slow"), find(&json, "/missing"), find(&json, "/boom"));
+    assert_eq!((json["dataplanes"].as_u64(), slow["count"].as_u64()), (Some(2), Some(4)), "{json}");
+    assert_eq!((missing["count"].as_u64(), missing["4xx"].as_u64()), (Some(4), Some(4)));
+    assert_eq!((boom["count"].as_u64(), boom["5xx"].as_u64()), (Some(2), Some(2)));
+    let p50 = slow["latencyUs"]["p50"].as_u64().unwrap();
+    let integration_p99 = slow["integrationLatencyUs"]["p99"].as_u64().unwrap();
+    assert!((200_000..260_000).contains(&p50), "p50 {p50}");
+    assert!((200_000..260_000).contains(&integration_p99), "integration p99 {integration_p99}");
+    // The table and one frame of `top`.
+    let (code, out, _) = cp.ctl(&["metrics"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("2 data plane(s)") && out.contains("LATENCY p50/p90/p99"), "{out}");
+    let row = out.lines().find(|l| l.contains("/missing")).unwrap();
+    assert!(row.contains("100.0%"), "all 4xx: {row}");
+    let (code, out, _) = cp.ctl(&["top", "m", "--iterations", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("REQ/S") && out.contains("/slow"), "{out}");
+}
