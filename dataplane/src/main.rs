@@ -278,7 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
     // and the shards' last log lines reach their files.
     reporter.flush_and_stop(Duration::from_secs(5));
     drop(log_queue);
-    let _ = log_writer.join();
+    log_writer.stop();
     eprintln!("stopped");
     if failed {
         Err("a shard failed".into())

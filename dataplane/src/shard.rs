@@ -3,7 +3,7 @@
 //! ids, date cache). Nothing here is shared with another shard except the read-only table and
 //! the relaxed counters in [`ShardStats`].
 
-use crate::access_log::{Chunk, LogStats, ShardLog};
+use crate::access_log::{LogStats, ShardLog, ToWriter};
 use crate::cache::local::LocalCache;
 use crate::http1::date::DateCache;
 use crate::loaded_table::LoadedTable;
@@ -158,7 +158,7 @@ pub struct ShardSpec {
     /// Where the shard's metrics go once a second.
     pub metrics: crossbeam_channel::Sender<Vec<Export>>,
     /// Where the shard's access log lines go every tick.
-    pub access_log: (crossbeam_channel::Sender<Chunk>, Arc<LogStats>),
+    pub access_log: (crossbeam_channel::Sender<ToWriter>, Arc<LogStats>),
 }
 
 /// Runs a shard to completion on the current thread: picks the driver, serves until the
@@ -308,7 +308,6 @@ async fn sweep(shard: Rc<Shard>, table_updates: crossbeam_channel::Receiver<Arc<
         }
         shard.access_log.borrow_mut().flush();
         if shard.draining.get() && shard.conns.borrow().is_empty() {
-            shard.metrics.borrow_mut().export();
             return;
         }
     }
@@ -348,4 +347,7 @@ async fn drain(shard: &Shard) {
             shard.index
         );
     }
+    // The last requests' log lines and metrics, which the next tick would have handed over.
+    shard.access_log.borrow_mut().flush();
+    shard.metrics.borrow_mut().export();
 }

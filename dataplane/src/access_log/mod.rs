@@ -35,17 +35,43 @@ pub struct Chunk {
     lines: u64,
 }
 
-/// Starts the writer thread: returns the sender shards use, and the thread, which ends once
-/// every sender is dropped and all lines received are written.
+/// What the writer is sent.
+pub enum ToWriter {
+    Lines(Chunk),
+    /// Every shard has stopped: write what is queued, then end.
+    Stop,
+}
+
+/// The writer thread, and how to stop it once the shards have.
+pub struct WriterHandle {
+    queue: crossbeam_channel::Sender<ToWriter>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterHandle {
+    /// Call after the shards stopped (they hand over their last lines as they stop): the
+    /// writer writes everything queued before it ends. An explicit message rather than the
+    /// channel closing, since a shard's runtime may keep its senders alive past its thread.
+    pub fn stop(self) {
+        let _ = self.queue.send(ToWriter::Stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the writer thread: returns the sender shards use, and its handle.
 pub fn start_writer(
     stats: Arc<LogStats>,
     reopen: Arc<AtomicBool>,
-) -> std::io::Result<(crossbeam_channel::Sender<Chunk>, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(QUEUE);
+) -> std::io::Result<(crossbeam_channel::Sender<ToWriter>, WriterHandle)> {
+    let (tx, rx) = crossbeam_channel::bounded::<ToWriter>(QUEUE);
     let thread = std::thread::Builder::new().name("access-log".into()).spawn(move || {
         let mut files: HashMap<Arc<str>, File> = HashMap::new();
         let mut last_complaint: HashMap<Arc<str>, Instant> = HashMap::new();
-        for chunk in rx {
+        for message in rx {
+            let chunk = match message {
+                ToWriter::Lines(chunk) => chunk,
+                ToWriter::Stop => return,
+            };
             if reopen.swap(false, Relaxed) {
                 files.clear();
             }
@@ -77,7 +103,7 @@ pub fn start_writer(
             }
         }
     })?;
-    Ok((tx, thread))
+    Ok((tx.clone(), WriterHandle { queue: tx, thread }))
 }
 
 fn open(path: &str) -> std::io::Result<File> {
@@ -87,7 +113,7 @@ fn open(path: &str) -> std::io::Result<File> {
 /// A shard's buffers, one per file its stages log to.
 pub struct ShardLog {
     buffers: Vec<Buffer>,
-    queue: crossbeam_channel::Sender<Chunk>,
+    queue: crossbeam_channel::Sender<ToWriter>,
     stats: Arc<LogStats>,
 }
 
@@ -98,7 +124,7 @@ struct Buffer {
 }
 
 impl ShardLog {
-    pub fn new(queue: crossbeam_channel::Sender<Chunk>, stats: Arc<LogStats>) -> ShardLog {
+    pub fn new(queue: crossbeam_channel::Sender<ToWriter>, stats: Arc<LogStats>) -> ShardLog {
         ShardLog { buffers: Vec::new(), queue, stats }
     }
 
@@ -135,8 +161,10 @@ impl ShardLog {
                 bytes: std::mem::replace(&mut buffer.bytes, Vec::with_capacity(capacity)),
                 lines: std::mem::take(&mut buffer.lines),
             };
-            if let Err(e) = queue.try_send(chunk) {
-                stats.dropped.fetch_add(e.into_inner().lines, Relaxed);
+            if let Err(e) = queue.try_send(ToWriter::Lines(chunk)) {
+                if let ToWriter::Lines(chunk) = e.into_inner() {
+                    stats.dropped.fetch_add(chunk.lines, Relaxed);
+                }
             }
             true
         });

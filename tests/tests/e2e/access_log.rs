@@ -157,4 +157,13 @@ fn sighup_reopens_the_files_and_an_unwritable_one_drops_lines() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(dp.stderr_lines().iter().any(|l| l.contains("missing-dir/j.log")), "one warning names the file");
+    // A clean stop writes every line, even those of the last moment.
+    for _ in 0..3 {
+        assert_eq!(client.get("127.0.0.1", "/mock").status, 200);
+    }
+    drop(client);
+    let mut dp = dp;
+    dp.terminate();
+    assert!(dp.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
 }
