@@ -47,9 +47,11 @@ pub fn parse(template: &str) -> Result<Vec<LogPart>, String> {
         let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.')).unwrap_or(after.len());
         let name = after[..len].trim_end_matches('.');
         let Some((_, var)) = LogVar::NAMES.iter().find(|(n, _)| *n == name) else {
-            let nearest =
-                LogVar::NAMES.iter().map(|(n, _)| *n).min_by_key(|n| distance(n, name)).unwrap_or("");
-            return Err(format!("unknown variable '$context.{name}'; did you mean '$context.{nearest}'?"));
+            let hint = match crate::manifest::nearest(name, LogVar::NAMES.iter().map(|(n, _)| *n)) {
+                Some(best) => format!("; did you mean '$context.{best}'?"),
+                None => String::new(),
+            };
+            return Err(format!("unknown variable '$context.{name}'{hint}"));
         };
         parts.push(LogPart::Var(*var));
         rest = &after[name.len()..];
@@ -61,22 +63,6 @@ pub fn parse(template: &str) -> Result<Vec<LogPart>, String> {
         return Err("a format needs at least one $context variable (AWS requires $context.requestId)".into());
     }
     Ok(parts)
-}
-
-/// Levenshtein distance, for the hint.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -149,6 +149,12 @@ fn controlctl_metrics_sums_every_data_plane() {
             assert_eq!(client.get("127.0.0.1", "/missing").status, 404);
         }
         assert_eq!(client.get("127.0.0.1", "/boom").status, 500);
+        // Each data plane has its own buckets (burst 2) and its own cache.
+        let limited: Vec<u16> = (0..3).map(|_| client.get("127.0.0.1", "/limited").status).collect();
+        assert_eq!(limited, [200, 200, 429]);
+        for _ in 0..2 {
+            assert_eq!(client.get("127.0.0.1", "/cached").status, 200);
+        }
     }
     // Shards export every second, data planes report every 2 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -162,7 +168,9 @@ fn controlctl_metrics_sums_every_data_plane() {
         let done = json["dataplanes"] == 2
             && find(&json, "/slow")["count"] == 4
             && find(&json, "/missing")["count"] == 4
-            && find(&json, "/boom")["count"] == 2;
+            && find(&json, "/boom")["count"] == 2
+            && find(&json, "/limited")["count"] == 6
+            && find(&json, "/cached")["count"] == 4;
         if done || std::time::Instant::now() > deadline {
             break json;
         }
@@ -172,6 +180,10 @@ fn controlctl_metrics_sums_every_data_plane() {
     assert_eq!((json["dataplanes"].as_u64(), slow["count"].as_u64()), (Some(2), Some(4)), "{json}");
     assert_eq!((missing["count"].as_u64(), missing["4xx"].as_u64()), (Some(4), Some(4)));
     assert_eq!((boom["count"].as_u64(), boom["5xx"].as_u64()), (Some(2), Some(2)));
+    let (limited, cached) = (find(&json, "/limited"), find(&json, "/cached"));
+    assert_eq!((limited["count"].as_u64(), limited["throttled"].as_u64()), (Some(6), Some(2)));
+    assert_eq!((limited["4xx"].as_u64(), limited["5xx"].as_u64()), (Some(2), Some(0)));
+    assert_eq!((cached["cacheHits"].as_u64(), cached["cacheMisses"].as_u64()), (Some(2), Some(2)));
     let p50 = slow["latencyUs"]["p50"].as_u64().unwrap();
     let integration_p99 = slow["integrationLatencyUs"]["p99"].as_u64().unwrap();
     assert!((200_000..260_000).contains(&p50), "p50 {p50}");
