@@ -29,9 +29,7 @@ use crate::trace_context::TraceContext;
 use crate::trail::Trail;
 use crate::upstream::UpstreamBuffers;
 use proto::lookup::{self, Captures};
-use proto::table::{
-    ArchivedAccessLog, ArchivedIntegration, ArchivedProtocol, ArchivedRoute, ArchivedStage, Method,
-};
+use proto::table::{ArchivedIntegration, ArchivedProtocol, ArchivedRoute, ArchivedStage, Method};
 use std::cell::OnceCell;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -85,25 +83,21 @@ pub async fn handle(
         let labels = || Labels::new(&stage.api, &stage.name, &route.key);
         shard.metrics.borrow_mut().record(route.id.to_native(), labels, &trail, latency_us);
     }
-    if let Some(stage) = answered.stage {
-        if let Some(log) = stage.access_log.as_ref() {
-            write_access_log(shard, &table, log, stage, &answered, &request, &common, latency_us);
-        }
-    }
+    write_access_log(shard, &table, &answered, &request, &common, latency_us);
 }
 
-/// Formats the request's line into the shard's buffer for the stage's log file.
-#[allow(clippy::too_many_arguments)]
+/// Formats the request's line into the shard's buffer for its stage's log file, if the
+/// request reached a stage that has one.
 fn write_access_log(
     shard: &Shard,
     table: &LoadedTable,
-    log: &ArchivedAccessLog,
-    stage: &ArchivedStage,
     answered: &Answered<'_>,
     request: &Request<'_, '_, '_>,
     common: &Common<'_>,
     latency_us: u64,
 ) {
+    let Some(stage) = answered.stage else { return };
+    let Some(log) = stage.access_log.as_ref() else { return };
     let head = request.head;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let request_time = shard.request_time(now.as_secs() as i64);
