@@ -56,10 +56,12 @@ cat <<TXT
 The gateway is up. Try:
   curl -i http://localhost:8080/health          # MOCK integration
   curl -i http://localhost:8080/pets            # HTTP_PROXY to the origin on :9000
-  curl -i http://localhost:8080/pets/42
+  curl -i http://localhost:8080/pets/42         # twice: the second answer is from the stage cache
   curl -i http://localhost:8080/nope            # 403 Missing Authentication Token
   $bin/controlctl status                         # version per data plane and shard
   $bin/controlctl get api
+  $bin/controlctl metrics                        # per method: counts, errors, cache, latency
+  $bin/controlctl cache flush petstore --stage prod
   curl -s http://$admin/metrics
 Ctrl-C to stop.
 TXT
