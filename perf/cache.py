@@ -31,8 +31,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench, rss_kib  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, cpu_ticks, ensure_tools, free_port, run_id,  # noqa: E402
-                     wait_port, write_results)
+from harness import (LOAD_CPU, ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools,  # noqa: E402
+                     free_port, run_id, wait_port, write_results)
 
 BODY = 1024
 
@@ -90,12 +90,7 @@ def origin_requests(port):
 
 
 def gateway(work, tag, origin, capacity):
-    path = os.path.join(work, tag + ".yaml")
-    with open(path, "w") as f:
-        f.write(MANIFEST % {"origin": origin, "capacity": capacity})
-    table = os.path.join(work, tag + ".bin")
-    subprocess.run([os.path.join(BIN, "controlctl"), "compile", "-f", path, "-o", table], check=True,
-                   stdout=subprocess.DEVNULL)
+    table = compile_table(work, tag, MANIFEST % {"origin": origin, "capacity": capacity})
     port, admin = free_port(), free_port()
     server = Server("gateway", [os.path.join(BIN, "dataplane"), "--shards", "1", "--io-driver", "uring",
                                 "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}", "--table",

@@ -89,6 +89,18 @@ class Server:
             self.proc.wait()
 
 
+def compile_table(work, name, text, controlctl=None):
+    """Writes manifest `text` to work/name.yaml and compiles it with `controlctl` (this
+    build's by default) into work/name.bin; returns the table's path."""
+    controlctl = controlctl or os.path.join(ROOT, "target", "release", "controlctl")
+    path = os.path.join(work, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    table = os.path.join(work, name + ".bin")
+    subprocess.run([controlctl, "compile", "-f", path, "-o", table], check=True, stdout=subprocess.DEVNULL)
+    return table
+
+
 def run_id():
     """(date, short commit) that name a run's results."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

@@ -24,8 +24,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, cpu_ticks, ensure_tools, free_port, run_id,  # noqa: E402
-                     wait_port, write_results)
+from harness import (LOAD_CPU, ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools,  # noqa: E402
+                     free_port, run_id, wait_port, write_results)
 
 BASELINE = "bc514dd"
 
@@ -84,11 +84,7 @@ def build_baseline(commit):
 
 
 def gateway(dataplane, controlctl, work, tag, origin, log):
-    path = os.path.join(work, tag + ".yaml")
-    with open(path, "w") as f:
-        f.write(MANIFEST % {"origin": origin, "log": log})
-    table = os.path.join(work, tag + ".bin")
-    subprocess.run([controlctl, "compile", "-f", path, "-o", table], check=True, stdout=subprocess.DEVNULL)
+    table = compile_table(work, tag, MANIFEST % {"origin": origin, "log": log}, controlctl)
     port = free_port()
     return Server("gateway", [dataplane, "--shards", "1", "--io-driver", "uring", "--listen", f"127.0.0.1:{port}",
                               "--admin", f"127.0.0.1:{free_port()}", "--table", table], port)

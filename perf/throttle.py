@@ -27,7 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench  # noqa: E402
-from harness import ROOT, TICKS, Server, cpu_ticks, ensure_tools, free_port, run_id, write_results  # noqa: E402
+from harness import (ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools, free_port, run_id,  # noqa: E402
+                     write_results)
 
 KEY = "perf-key-0123456789abcdef0123"
 HIGH = "{ rate: 100000000, burst: 100000000 }"
@@ -94,16 +95,6 @@ http {
   }
 }
 """
-
-
-def compile_table(work, name, text):
-    path = os.path.join(work, name + ".yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    table = os.path.join(work, name + ".bin")
-    subprocess.run([os.path.join(BIN, "controlctl"), "compile", "-f", path, "-o", table], check=True,
-                   stdout=subprocess.DEVNULL)
-    return table
 
 
 def gateway(table, shards=1):
