@@ -31,8 +31,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench, rss_kib  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools,  # noqa: E402
-                     free_port, run_id, wait_port, write_results)
+from harness import (LOAD_CPU, TICKS, Server, build_release, compile_table, cpu_ticks,  # noqa: E402
+                     ensure_tools, free_port, nginx_server, run_id, wait_port, write_results)
 
 BODY = 1024
 
@@ -100,15 +100,10 @@ def gateway(work, tag, origin, capacity):
 
 
 def nginx(work, tag, origin, max_size, zone="64m"):
-    port = free_port()
     cache = os.path.join("/dev/shm", f"gw-perf-cache-{os.getpid()}-{tag}")
     shutil.rmtree(cache, ignore_errors=True)
     os.makedirs(cache)
-    conf = os.path.join(work, f"nginx-{tag}.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX % {"dir": work, "tag": tag, "port": port, "origin": origin, "cache": cache,
-                         "max_size": max_size, "zone": zone})
-    server = Server("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], port)
+    server = nginx_server(work, tag, NGINX, origin=origin, cache=cache, max_size=max_size, zone=zone)
     server.cache_dir = cache
     return server
 
@@ -144,8 +139,7 @@ def main():
     args = ap.parse_args()
     ensure_tools()
     if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
-                        "bench"], cwd=ROOT, check=True)
+        build_release()
     work = tempfile.mkdtemp(prefix="gw-cache-")
     os.chmod(work, 0o755)
     origin_port = free_port()

@@ -89,6 +89,22 @@ class Server:
             self.proc.wait()
 
 
+def build_release():
+    """The release binaries the scenarios run: dataplane, controlplane/controlctl, bench/origin."""
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
+                    "bench"], cwd=ROOT, check=True)
+
+
+def nginx_server(work, tag, template, **values):
+    """nginx from `template` (filled with `values` plus dir, tag and a free port), in the
+    foreground, as a `Server`."""
+    port = free_port()
+    conf = os.path.join(work, f"nginx-{tag}.conf")
+    with open(conf, "w") as f:
+        f.write(template % dict(values, dir=work, tag=tag, port=port))
+    return Server("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], port)
+
+
 def compile_table(work, name, text, controlctl=None):
     """Writes manifest `text` to work/name.yaml and compiles it with `controlctl` (this
     build's by default) into work/name.bin; returns the table's path."""

@@ -24,8 +24,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools,  # noqa: E402
-                     free_port, run_id, wait_port, write_results)
+from harness import (LOAD_CPU, ROOT, TICKS, Server, build_release, compile_table, cpu_ticks,  # noqa: E402
+                     ensure_tools, free_port, nginx_server, run_id, wait_port, write_results)
 
 BASELINE = "bc514dd"
 
@@ -91,11 +91,7 @@ def gateway(dataplane, controlctl, work, tag, origin, log):
 
 
 def nginx(work, tag, origin, log):
-    port = free_port()
-    conf = os.path.join(work, f"nginx-{tag}.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX % {"dir": work, "tag": tag, "port": port, "origin": origin, "log": log})
-    return Server("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], port)
+    return nginx_server(work, tag, NGINX, origin=origin, log=log)
 
 
 def main():
@@ -107,8 +103,7 @@ def main():
     args = ap.parse_args()
     ensure_tools()
     if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
-                        "bench"], cwd=ROOT, check=True)
+        build_release()
     base_dp, base_ctl = build_baseline(args.baseline)
     cur_dp, cur_ctl = os.path.join(BIN, "dataplane"), os.path.join(BIN, "controlctl")
     # On disk (not tmpfs), as a production log would be.

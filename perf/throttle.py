@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, bench  # noqa: E402
-from harness import (ROOT, TICKS, Server, compile_table, cpu_ticks, ensure_tools, free_port, run_id,  # noqa: E402
-                     write_results)
+from harness import (TICKS, Server, build_release, compile_table, cpu_ticks, ensure_tools,  # noqa: E402
+                     free_port, nginx_server, run_id, write_results)
 
 KEY = "perf-key-0123456789abcdef0123"
 HIGH = "{ rate: 100000000, burst: 100000000 }"
@@ -105,12 +105,8 @@ def gateway(table, shards=1):
 
 
 def nginx(work, tag, rate, burst):
-    port = free_port()
     limit = f"limit_req zone=z burst={burst} nodelay; limit_req_status 429;" if burst is not None else ""
-    conf = os.path.join(work, f"nginx-{tag}.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX % {"dir": work, "tag": tag, "port": port, "rate": rate, "limit": limit})
-    return Server("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf, "-g", "daemon off;"], port)
+    return nginx_server(work, tag, NGINX, rate=rate, limit=limit)
 
 
 def main():
@@ -121,8 +117,7 @@ def main():
     args = ap.parse_args()
     ensure_tools()
     if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "dataplane", "-p", "controlplane", "-p",
-                        "bench"], cwd=ROOT, check=True)
+        build_release()
     work = tempfile.mkdtemp(prefix="gw-throttle-")
     os.chmod(work, 0o755)
     with open(os.path.join(work, "health.txt"), "w") as f:
