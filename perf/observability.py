@@ -86,8 +86,10 @@ def build_baseline(commit):
 def gateway(dataplane, controlctl, work, tag, origin, log):
     table = compile_table(work, tag, MANIFEST % {"origin": origin, "log": log}, controlctl)
     port = free_port()
+    # Only the logged runs name a log directory (the baseline build predates the flag).
+    log_dir = ["--access-log-dir", work] if log else []
     return Server("gateway", [dataplane, "--shards", "1", "--io-driver", "uring", "--listen", f"127.0.0.1:{port}",
-                              "--admin", f"127.0.0.1:{free_port()}", "--table", table], port)
+                              "--admin", f"127.0.0.1:{free_port()}", "--table", table] + log_dir, port)
 
 
 def nginx(work, tag, origin, log):
@@ -115,7 +117,7 @@ def main():
     origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
                                f"127.0.0.1:{origin_port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
     wait_port(origin_port)
-    access_log = f"accessLog: {{ destination: {work}/access.log, format: CLF }}"
+    access_log = "accessLog: { destination: access.log, format: CLF }"
     configs = {
         f"gateway {args.baseline} (no observability)": lambda: gateway(base_dp, base_ctl, work, "base", origin_port, ""),
         "gateway, metrics": lambda: gateway(cur_dp, cur_ctl, work, "metrics", origin_port, ""),

@@ -19,8 +19,14 @@ const PREFIX: &str = "$context.";
 /// The compiled access log, or why it is refused: `(field, message)`.
 pub fn compile(settings: &crate::manifest::AccessLogSettings) -> Result<AccessLog, (String, String)> {
     let destination = settings.destination.trim();
-    if !destination.starts_with('/') || destination.ends_with('/') || destination.contains('\0') {
-        return Err(("destination".into(), format!("'{destination}' is not an absolute file path")));
+    if !proto::table::is_log_file_name(destination) {
+        return Err((
+            "destination".into(),
+            format!(
+                "'{destination}' is not a file name: a destination names a file in each data plane's \
+                 --access-log-dir (letters, digits, '-', '_' and '.', not starting with '.')"
+            ),
+        ));
     }
     let template = match settings.format.as_deref().unwrap_or("CLF") {
         "CLF" => CLF,

@@ -350,7 +350,23 @@ fn check_variables<T>(
         }
         if value.len() > 512 {
             errors.at(doc, format!("{field}.{name}"), "at most 512 characters");
+        } else if let Err(message) = check_variable_value(value) {
+            errors.at(doc, format!("{field}.{name}"), message);
         }
+    }
+}
+
+/// AWS's rule for stage variable values: one or more of `A-Z a-z 0-9 - . _ ~ : / ? # & = ,`.
+/// Nothing else may reach an upstream request line or header through a variable (a CR, LF or
+/// space would split one request into two).
+fn check_variable_value(value: &str) -> Result<(), String> {
+    const ALLOWED: &str = "letters, digits and - . _ ~ : / ? # & = ,";
+    if value.is_empty() {
+        return Err(format!("a stage variable value is one or more of {ALLOWED}"));
+    }
+    match value.chars().find(|&c| !(c.is_ascii_alphanumeric() || "-._~:/?#&=,".contains(c))) {
+        None => Ok(()),
+        Some(c) => Err(format!("{c:?} is not allowed in a stage variable value (only {ALLOWED})")),
     }
 }
 
@@ -529,6 +545,7 @@ fn httparse_token(name: &str) -> Result<(), ()> {
 /// Replaces every `${stageVariables.name}`; a missing variable is an error rather than an
 /// empty string, which AWS would only reveal at request time.
 fn substitute_stage_variables(uri: &str, variables: &BTreeMap<String, String>) -> Result<String, String> {
+    use std::fmt::Write;
     const OPEN: &str = "${stageVariables.";
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
@@ -539,7 +556,18 @@ fn substitute_stage_variables(uri: &str, variables: &BTreeMap<String, String>) -
         let name = &after[..end];
         let value =
             variables.get(name).ok_or_else(|| format!("stage variable '{name}' is not set on this stage"))?;
-        out.push_str(value);
+        // Values were checked when the stage was read; this is where one becomes part of a
+        // request line, so anything outside AWS's set is percent-encoded here all the same.
+        for c in value.chars() {
+            if c.is_ascii_alphanumeric() || "-._~:/?#&=,".contains(c) {
+                out.push(c);
+            } else {
+                let mut utf8 = [0u8; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    let _ = write!(out, "%{byte:02X}");
+                }
+            }
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -571,6 +599,16 @@ fn split_http_uri(uri: &str) -> Result<(String, u16, String), String> {
     };
     if host.is_empty() || host == "[]" {
         return Err(format!("'{uri}' has no host"));
+    }
+    if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
+        return Err(format!(
+            "'{uri}': the host may hold only letters, digits and - . _ (or an [IPv6] literal)"
+        ));
+    }
+    // The path goes into the upstream request line as it is: visible ASCII only, so that no
+    // space, CR or LF can end the line early (percent-encode anything else).
+    if let Some(c) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!("'{uri}': {c:?} cannot appear in a request target; percent-encode it"));
     }
     let port = match port {
         None => 80,
@@ -685,5 +723,38 @@ mod tests {
         assert_eq!(split_http_uri("http://[::1]:82/x").unwrap(), ("[::1]".into(), 82, "/x".into()));
         assert!(split_http_uri("http://h:0/").is_err());
         assert!(split_http_uri("ftp://h/").is_err());
+        assert!(split_http_uri("http://h/a b").is_err());
+        assert!(split_http_uri("http://h/a\r\nx: y").is_err());
+        assert!(split_http_uri("http://h\r\nx/").is_err());
+    }
+
+    #[test]
+    fn stage_variable_values_follow_aws_rules() {
+        let doc = |value: &str| {
+            format!(
+                "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: {{ type: HTTP_PROXY, uri: \"http://h/${{stageVariables.v}}\" }}\n\
+                 ---\nkind: Stage\napi: a\nname: s\nvariables:\n  v: {value}\n"
+            )
+        };
+        assert_eq!(errors(&doc("\"a-._~:/?#&=,Z9\"")), Vec::<String>::new());
+        assert_eq!(
+            errors(&doc("\"x HTTP/1.1\\r\\nX-Injected: 1\\r\\n\\r\\nGET /y\"")),
+            vec!["m.yaml:11: variables.v: ' ' is not allowed in a stage variable value (only letters, digits and - . _ ~ : / ? # & = ,)"]
+        );
+        assert_eq!(
+            errors(&doc("\"a%0d\"")),
+            vec!["m.yaml:11: variables.v: '%' is not allowed in a stage variable value (only letters, digits and - . _ ~ : / ? # & = ,)"]
+        );
+        assert_eq!(
+            errors(&doc("\"\"")),
+            vec!["m.yaml:11: variables.v: a stage variable value is one or more of letters, digits and - . _ ~ : / ? # & = ,"]
+        );
+        // The guard where values are substituted holds even for a value that skipped the check.
+        let mut variables = BTreeMap::new();
+        variables.insert("v".to_string(), "a\r\nb".to_string());
+        assert_eq!(
+            substitute_stage_variables("http://h/${stageVariables.v}", &variables).unwrap(),
+            "http://h/a%0D%0Ab"
+        );
     }
 }

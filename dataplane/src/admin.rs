@@ -1,5 +1,8 @@
 //! The admin port: `/healthz` (the process is up), `/readyz` (a routing table is loaded) and
-//! `/metrics` (Prometheus text). It runs on its own plain thread, off the shards.
+//! `/metrics` (Prometheus text). It runs on its own plain threads, off the shards: one accept
+//! thread, and one short-lived thread per connection (at most [`MAX_CONNECTIONS`]), so a slow
+//! client never delays a health probe. A connection has [`REQUEST_DEADLINE`] in all to send its
+//! request, however it drips it.
 
 use crate::loaded_table::LoadedTable;
 use crate::metrics::registry::{Method, Registry};
@@ -8,9 +11,9 @@ use crate::usage_report::CurrentTable;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct AdminState {
     pub ready: AtomicBool,
@@ -22,19 +25,43 @@ pub struct AdminState {
     pub access_log: Arc<crate::access_log::LogStats>,
 }
 
+/// Admin connections served at once; one more is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// From accept to a complete request head, and again for writing the response.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
 pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = handle(stream, &state);
+        let Ok(mut stream) = stream else { continue };
+        if active.fetch_add(1, Relaxed) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Relaxed);
+            let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
+            let _ = respond(&mut stream, 503, "text/plain", "too many admin connections\n");
+            continue;
+        }
+        let (state, done) = (state.clone(), active.clone());
+        let spawned = std::thread::Builder::new().name("admin-conn".into()).spawn(move || {
+            let _ = handle(stream, &state);
+            done.fetch_sub(1, Relaxed);
+        });
+        if spawned.is_err() {
+            active.fetch_sub(1, Relaxed);
+        }
     }
 }
 
 fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
     let path = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -75,7 +102,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 9] = [
+    let series: [Series; 10] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -101,6 +128,12 @@ fn metrics(state: &AdminState) -> String {
         ("gateway_upstream_connections_opened_total", "counter", "Upstream connections opened.", |s| {
             s.upstream_opened.load(Relaxed)
         }),
+        (
+            "gateway_upstream_connections_unclean_total",
+            "counter",
+            "Upstream connections closed because they held unrequested bytes or had been closed.",
+            |s| s.upstream_unclean.load(Relaxed),
+        ),
         (
             "gateway_upstream_pool_idle_connections",
             "gauge",

@@ -43,6 +43,11 @@ struct Cli {
     /// --control-plane: ./dataplane-state; with --table, quotas persist only if this is given.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The directory access logs are written in: a stage's `accessLog.destination` is a file
+    /// name inside it, so applying a manifest can never write anywhere else. Created on first
+    /// use. Default: `access-logs` inside the state directory (./dataplane-state without one).
+    #[arg(long)]
+    access_log_dir: Option<PathBuf>,
     /// This data plane's name in `controlctl status` (default: HOSTNAME:PORT).
     #[arg(long)]
     id: Option<String>,
@@ -96,6 +101,9 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(dir) = &state_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     }
+    let access_log_dir = cli.access_log_dir.clone().unwrap_or_else(|| {
+        state_dir.as_deref().unwrap_or(std::path::Path::new("dataplane-state")).join("access-logs")
+    });
     let cpus = sys::allowed_cpus();
     let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
     let table = match &cli.table {
@@ -138,8 +146,9 @@ fn run(cli: Cli) -> Result<(), String> {
     let (metrics, metrics_exports) = dataplane::metrics::registry::Registry::new();
     let log_stats = Arc::new(dataplane::access_log::LogStats::default());
     let reopen_logs = Arc::new(AtomicBool::new(false));
-    let (log_queue, log_writer) = dataplane::access_log::start_writer(log_stats.clone(), reopen_logs.clone())
-        .map_err(|e| format!("access log writer: {e}"))?;
+    let (log_queue, log_writer) =
+        dataplane::access_log::start_writer(access_log_dir, log_stats.clone(), reopen_logs.clone())
+            .map_err(|e| format!("access log writer: {e}"))?;
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
         table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),

@@ -149,7 +149,12 @@ async fn answer<'t>(
 ) -> Answered<'t> {
     let head = request.head;
     let mut answered = Answered::default();
-    let path = head.path();
+    // Dot segments are resolved before routing (see `http1::path`).
+    let Ok(path) = crate::http1::path::normalize(head.path()) else {
+        gateway_response::write(out, Kind::BadRequest, common);
+        return answered;
+    };
+    let path = &*path;
     let Some(stage_match) = lookup::find_stage(table.get(), head.host.unwrap_or(""), path) else {
         gateway_response::write(out, Kind::UnknownDomain, common);
         return answered;
@@ -173,6 +178,12 @@ async fn answer<'t>(
     };
     let route = &routes.routes[route_index as usize];
     answered.route = Some(route);
+    let contained = (0..route.params.len())
+        .all(|i| captures.get(stage_match.path, i).is_none_or(crate::http1::path::parameter_is_contained));
+    if !contained {
+        gateway_response::write(out, Kind::BadRequest, common);
+        return answered;
+    }
     // AWS applies usage plans to API-key methods only.
     let key = match route.api_key_required {
         false => None,

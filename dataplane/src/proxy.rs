@@ -153,6 +153,8 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
             || name.eq_ignore_ascii_case(b"expect")
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-port")
+            // The gateway sends its own; a client's would reach the backend beside it.
+            || name.eq_ignore_ascii_case(b"x-amzn-requestid")
             || named_by_connection(connection, name)
         {
             continue;

@@ -21,6 +21,9 @@ pub struct ShardStats {
     pub upstream_reused: AtomicU64,
     /// Upstream connections opened.
     pub upstream_opened: AtomicU64,
+    /// Upstream connections closed instead of pooled or reused because they held bytes no
+    /// request asked for (a second response, a body after a HEAD) or the upstream closed them.
+    pub upstream_unclean: AtomicU64,
     /// Idle upstream connections in the shard's pool.
     pub upstream_idle: AtomicU64,
     /// Version of the routing table this shard serves (0: none yet).

@@ -24,6 +24,18 @@ pub fn shutdown_both(fd: RawFd) {
     }
 }
 
+/// True when an idle connection is exactly as the last exchange left it: nothing unread and
+/// not closed by the peer. One non-blocking `recv(MSG_PEEK)`, which consumes nothing; any
+/// readable byte (a second response, a late HEAD body) or end-of-file means the connection
+/// must not carry another request.
+pub fn idle_connection_is_clean(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv(2) writes at most 1 byte into `byte`, which lives for the call; MSG_DONTWAIT
+    // makes it return at once whatever the descriptor's mode; a bad descriptor is an error.
+    let n = unsafe { libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && matches!(io::Error::last_os_error().raw_os_error(), Some(libc::EAGAIN))
+}
+
 /// The signals the process handles itself.
 pub const HANDLED_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 

@@ -9,11 +9,13 @@
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::shard::Shard;
 use crate::stats::ShardStats;
+use crate::sys;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Largest upstream response head.
@@ -21,6 +23,9 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Largest upstream response body, AWS's integration payload limit.
 pub const MAX_RESPONSE_BODY: u64 = 10 * 1024 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 128;
+/// Most interim (1xx) responses before the final one; a backend sending more is broken or
+/// hostile, and each one would otherwise cost a read and a parse.
+const MAX_INTERIM_RESPONSES: usize = 16;
 
 /// Idle keep-alive connections per upstream address, owned by one shard.
 pub struct Pool {
@@ -35,10 +40,18 @@ impl Pool {
         Pool { idle: HashMap::new(), max_idle, len: 0 }
     }
 
-    fn take(&mut self, addr: SocketAddr) -> Option<TcpStream> {
-        let stream = self.idle.get_mut(&addr).and_then(Vec::pop)?;
-        self.len -= 1;
-        Some(stream)
+    /// An idle connection to `addr` that is still clean (see [`sys::idle_connection_is_clean`]);
+    /// the unclean ones met on the way are closed and counted.
+    fn take(&mut self, addr: SocketAddr, stats: &ShardStats) -> Option<TcpStream> {
+        let idle = self.idle.get_mut(&addr)?;
+        while let Some(stream) = idle.pop() {
+            self.len -= 1;
+            if sys::idle_connection_is_clean(stream.as_raw_fd()) {
+                return Some(stream);
+            }
+            ShardStats::add(&stats.upstream_unclean, 1);
+        }
+        None
     }
 
     fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
@@ -117,7 +130,7 @@ pub async fn exchange(
     for attempt in 0..2 {
         let pooled = {
             let mut pool = shard.upstreams.borrow_mut();
-            let pooled = pool.take(addr);
+            let pooled = pool.take(addr, &shard.stats);
             shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
             pooled
         };
@@ -148,8 +161,11 @@ pub async fn exchange(
             return Err(UpstreamError::Io);
         }
         match read_response(&mut stream, bufs, head_request).await {
-            Ok((response, keep_alive)) => {
-                if keep_alive {
+            Ok((response, after)) => {
+                if after == AfterResponse::Unclean {
+                    ShardStats::add(&shard.stats.upstream_unclean, 1);
+                }
+                if after == AfterResponse::Reusable {
                     let mut pool = shard.upstreams.borrow_mut();
                     pool.put(addr, stream);
                     shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
@@ -186,33 +202,35 @@ async fn read_response(
     stream: &mut TcpStream,
     bufs: &mut UpstreamBuffers,
     head_request: bool,
-) -> Result<(Response, bool), ReadError> {
+) -> Result<(Response, AfterResponse), ReadError> {
     bufs.resp.clear();
     bufs.body.clear();
     bufs.headers.clear();
-    // Start of the response proper, after any 1xx interim responses.
-    let mut head_start = 0;
+    let mut interim = 0;
     let (status, head_end, framing, keep_alive, content_length) = loop {
-        if bufs.resp.len() > head_start {
-            if let Some(parsed) = parse_head(bufs, head_start)? {
+        if !bufs.resp.is_empty() {
+            if let Some(parsed) = parse_head(bufs)? {
                 let (status, head_end, ..) = parsed;
                 if (100..200).contains(&status) {
-                    if status == 101 {
+                    interim += 1;
+                    if status == 101 || interim > MAX_INTERIM_RESPONSES {
                         return Err(ReadError::Malformed);
                     }
-                    head_start = head_end;
+                    // Interim responses are not relayed: forget their bytes, so a stream of
+                    // them cannot grow the buffer.
+                    bufs.resp.drain(..head_end);
                     bufs.headers.clear();
                     continue;
                 }
                 break parsed;
             }
-            if bufs.resp.len() - head_start > MAX_RESPONSE_HEAD {
+            if bufs.resp.len() > MAX_RESPONSE_HEAD {
                 return Err(ReadError::Malformed);
             }
         }
         let n = read_more(stream, &mut bufs.resp, 4096).await?;
         if n == 0 {
-            return Err(if bufs.resp.is_empty() {
+            return Err(if bufs.resp.is_empty() && interim == 0 {
                 ReadError::ClosedBeforeResponse
             } else {
                 ReadError::Malformed
@@ -220,8 +238,10 @@ async fn read_response(
         }
     };
     let no_body = head_request || status == 204 || status == 304;
-    let body = match framing {
-        _ if no_body => Body::Raw(head_end, head_end),
+    // Where this response ends in `resp`: bytes past it are not part of any exchange the
+    // gateway started, so the connection must not carry another request.
+    let (body, end) = match framing {
+        _ if no_body => (Body::Raw(head_end, head_end), head_end),
         ResponseFraming::Length(n) => {
             let end = head_end + n as usize;
             while bufs.resp.len() < end {
@@ -230,7 +250,7 @@ async fn read_response(
                     return Err(ReadError::Malformed);
                 }
             }
-            Body::Raw(head_end, end)
+            (Body::Raw(head_end, end), end)
         }
         ResponseFraming::Chunked => {
             let mut decoder = ChunkedDecoder::new(MAX_RESPONSE_BODY);
@@ -248,7 +268,7 @@ async fn read_response(
                     return Err(ReadError::Malformed);
                 }
             }
-            Body::Decoded
+            (Body::Decoded, pos)
         }
         ResponseFraming::UntilClose => {
             loop {
@@ -259,11 +279,29 @@ async fn read_response(
                     break;
                 }
             }
-            Body::Raw(head_end, bufs.resp.len())
+            (Body::Raw(head_end, bufs.resp.len()), bufs.resp.len())
         }
     };
-    let keep_alive = keep_alive && (no_body || !matches!(framing, ResponseFraming::UntilClose));
-    Ok((Response { status, body, content_length }, keep_alive))
+    let framed = no_body || !matches!(framing, ResponseFraming::UntilClose);
+    let after = if !keep_alive || !framed {
+        AfterResponse::Close
+    } else if bufs.resp.len() != end {
+        AfterResponse::Unclean
+    } else {
+        AfterResponse::Reusable
+    };
+    Ok((Response { status, body, content_length }, after))
+}
+
+/// What becomes of the connection once a response was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterResponse {
+    /// Keep-alive, and nothing follows the response: back to the pool.
+    Reusable,
+    /// The response ends the connection (`Connection: close`, HTTP/1.0, read until close).
+    Close,
+    /// Bytes followed the response that no request asked for: closed, never reused.
+    Unclean,
 }
 
 #[derive(Clone, Copy)]
@@ -275,11 +313,11 @@ enum ResponseFraming {
 
 type ParsedHead = (u16, usize, ResponseFraming, bool, Option<u64>);
 
-/// Parses the response head at `resp[start..]`, recording header offsets.
-fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedHead>, ReadError> {
+/// Parses the response head at the start of `resp`, recording header offsets.
+fn parse_head(bufs: &mut UpstreamBuffers) -> Result<Option<ParsedHead>, ReadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
-    let data = &bufs.resp[start..];
+    let data = &bufs.resp[..];
     let head_len = match response.parse(data) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -292,6 +330,7 @@ fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedH
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut saw_transfer_encoding = false;
     for h in response.headers.iter() {
         let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
         let (ns, vs) = (offset(h.name.as_bytes()), offset(h.value));
@@ -304,6 +343,7 @@ fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedH
             }
             content_length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            saw_transfer_encoding = true;
             // The last coding decides the framing; anything but chunked there means "until
             // close" (RFC 9112 §6.3).
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
@@ -321,6 +361,11 @@ fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedH
     if content_length.is_some_and(|n| n > MAX_RESPONSE_BODY) {
         return Err(ReadError::Malformed);
     }
+    // Both framings at once is how responses are smuggled (RFC 9112 §6.3 lets a server
+    // prefer chunked, but a proxy that relays such a response invites desync): refuse it.
+    if content_length.is_some() && saw_transfer_encoding {
+        return Err(ReadError::Malformed);
+    }
     let framing = if chunked {
         ResponseFraming::Chunked
     } else if let Some(n) = content_length {
@@ -329,5 +374,5 @@ fn parse_head(bufs: &mut UpstreamBuffers, start: usize) -> Result<Option<ParsedH
         ResponseFraming::UntilClose
     };
     let keep_alive = !close && (http11 || keep_alive_token);
-    Ok(Some((status, start + head_len, framing, keep_alive, content_length)))
+    Ok(Some((status, head_len, framing, keep_alive, content_length)))
 }

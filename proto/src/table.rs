@@ -586,6 +586,16 @@ impl TableBytes {
     }
 }
 
+/// True for a name an access log may have: a plain file name (letters, digits, `-`, `_`, `.`;
+/// not starting with `.`; at most 255 bytes), so it can only name a file inside the data
+/// plane's access-log directory.
+pub fn is_log_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// Checks table bytes once: magic, rkyv structure, and the cross references (every index in
 /// range) that the lookup relies on. After this, the hot path can index without checks failing.
 pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
@@ -642,15 +652,33 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> R
                 return Err(format!("route {} has malformed cache settings", route.key));
             }
         }
+        if let ArchivedIntegration::Mock(mock) = &route.integration {
+            let header_ok = |h: &ArchivedHeader| {
+                !h.name.is_empty()
+                    && h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                    && !h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            };
+            if !mock.headers.iter().all(header_ok) {
+                return Err(format!("route {} has a malformed response header", route.key));
+            }
+        }
         if let ArchivedIntegration::Http(http) = &route.integration {
             if http.upstream.to_native() as usize >= upstreams {
                 return Err(format!("route {} calls a missing upstream", route.key));
             }
             for part in http.path.iter() {
-                if let ArchivedUriPart::Param(i) = part {
-                    if i.to_native() as usize >= route.params.len() {
+                match part {
+                    ArchivedUriPart::Param(i) if i.to_native() as usize >= route.params.len() => {
                         return Err(format!("route {} uses a missing parameter", route.key));
                     }
+                    // Written into the upstream request line as it is.
+                    ArchivedUriPart::Literal(text) if !text.bytes().all(|b| b.is_ascii_graphic()) => {
+                        return Err(format!(
+                            "route {} has a request target that is not visible ASCII",
+                            route.key
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -661,6 +689,12 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> R
 fn check_references(table: &ArchivedTable) -> Result<(), String> {
     let stages = table.stages.len();
     let upstreams = table.upstreams.len();
+    // Written into every upstream request's Host header as it is.
+    if let Some(bad) = table.upstreams.iter().find(|u| {
+        u.host.is_empty() || !u.host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    }) {
+        return Err(format!("upstream host {:?} is not a host name", bad.host.as_str()));
+    }
     for domain in table.domains.iter() {
         for mapping in domain.mappings.iter() {
             if mapping.stage.to_native() as usize >= stages {
@@ -691,6 +725,9 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
             if cache.capacity_bytes.to_native() < MIN_CACHE_CAPACITY {
                 return Err(format!("stage {name}: cache capacity below {MIN_CACHE_CAPACITY} bytes"));
             }
+        }
+        if stage.access_log.as_ref().is_some_and(|log| !is_log_file_name(&log.destination)) {
+            return Err(format!("stage {name}: the access log is not a plain file name"));
         }
         if let Some(canary) = stage.canary.as_ref() {
             if canary.percent_per_million.to_native() > 1_000_000 {

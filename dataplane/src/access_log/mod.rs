@@ -4,6 +4,10 @@
 //! its limit, lines are counted as dropped instead. SIGHUP makes the writer reopen every file
 //! (after logrotate moved them).
 //!
+//! Files live in one directory (`--access-log-dir`): a destination is a file name in it, checked
+//! by the control plane and again by the table decoder, and opened without following a
+//! symbolic link, so whoever applies manifests cannot make a data plane write elsewhere.
+//!
 //! - [`format`]: one line from a stage's compiled format.
 
 pub mod format;
@@ -11,6 +15,7 @@ pub mod format;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +65,7 @@ impl WriterHandle {
 
 /// Starts the writer thread: returns the sender shards use, and its handle.
 pub fn start_writer(
+    dir: PathBuf,
     stats: Arc<LogStats>,
     reopen: Arc<AtomicBool>,
 ) -> std::io::Result<(crossbeam_channel::Sender<ToWriter>, WriterHandle)> {
@@ -77,7 +83,7 @@ pub fn start_writer(
             }
             let result = match files.get_mut(&chunk.destination) {
                 Some(file) => file.write_all(&chunk.bytes),
-                None => open(&chunk.destination).and_then(|mut file| {
+                None => open(&dir, &chunk.destination).and_then(|mut file| {
                     file.write_all(&chunk.bytes)?;
                     files.insert(chunk.destination.clone(), file);
                     Ok(())
@@ -96,7 +102,8 @@ pub fn start_writer(
                         .get(&chunk.destination)
                         .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10));
                     if !quiet {
-                        eprintln!("warning: access log {}: {e}; dropping its lines", chunk.destination);
+                        let path = dir.join(&*chunk.destination);
+                        eprintln!("warning: access log {}: {e}; dropping its lines", path.display());
                         last_complaint.insert(chunk.destination.clone(), now);
                     }
                 }
@@ -106,8 +113,20 @@ pub fn start_writer(
     Ok((tx.clone(), WriterHandle { queue: tx, thread }))
 }
 
-fn open(path: &str) -> std::io::Result<File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+/// Opens `dir/name` for appending, creating both as needed. The table decoder has checked that
+/// `name` is a plain file name; `O_NOFOLLOW` refuses a symbolic link planted in its place.
+fn open(dir: &Path, name: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !proto::table::is_log_file_name(name) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain file name"));
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(name))
 }
 
 /// A shard's buffers, one per file its stages log to.

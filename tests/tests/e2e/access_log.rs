@@ -3,7 +3,7 @@
 //! written costs requests nothing and counts its lines as dropped.
 
 use gateway_tests::process::TempDir;
-use gateway_tests::{Dataplane, Origin};
+use gateway_tests::{Dataplane, DataplaneOptions, Origin};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,20 +17,24 @@ $context.responseLength|$context.responseLatency|$context.integrationLatency|\
 $context.integrationStatus|$context.requestTime|$context.requestTimeEpoch|$context.xrayTraceId|\
 $context.error.responseType|$context.error.message";
 
-fn manifest(origin: SocketAddr, dir: &Path, second_destination: &str) -> String {
-    let log = dir.join("s.log");
+fn manifest(origin: SocketAddr, second_destination: &str) -> String {
     format!(
         "kind: Api\nname: a\nroutes:\n  \
          GET /mock:\n    integration: {{ type: MOCK, response: {{ body: hello }} }}\n  \
          GET /proxied/{{id}}:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{origin}/status/201\" }}\n  \
          GET /keyed:\n    apiKeyRequired: true\n    integration: {{ type: MOCK, response: {{ body: k }} }}\n  \
          GET /limited:\n    integration: {{ type: MOCK }}\n    throttle: {{ rate: 0.01, burst: 1 }}\n\
-         ---\nkind: Stage\napi: a\nname: s\naccessLog: {{ destination: {}, format: '{ALL}' }}\n\
+         ---\nkind: Stage\napi: a\nname: s\naccessLog: {{ destination: s.log, format: '{ALL}' }}\n\
          ---\nkind: Stage\napi: a\nname: j\naccessLog: {{ destination: {second_destination}, format: JSON }}\n\
          ---\nkind: Domain\nname: 127.0.0.1\nmappings:\n  - {{ basePath: \"\", api: a, stage: s }}\n  - {{ basePath: \"j\", api: a, stage: j }}\n\
-         ---\nkind: UsagePlan\nname: p\nstages: [a/s]\n---\nkind: ApiKey\nname: logger\nplan: p\nvalue: {KEY}\n",
-        log.display()
+         ---\nkind: UsagePlan\nname: p\nstages: [a/s]\n---\nkind: ApiKey\nname: logger\nplan: p\nvalue: {KEY}\n"
     )
+}
+
+/// A data plane writing its access logs into `dir`.
+fn start(manifest: &str, dir: &Path) -> Dataplane {
+    let extra_args = vec!["--access-log-dir".to_string(), dir.display().to_string()];
+    Dataplane::start_with(manifest, DataplaneOptions { extra_args, ..DataplaneOptions::default() })
 }
 
 /// The file's lines once it has `n` (shards hand lines over every 100 ms).
@@ -51,7 +55,7 @@ fn lines_carry_the_context_variables_of_their_request() {
     let origin = Origin::start();
     let dir = TempDir::new("access-log");
     let json_log = dir.0.join("j.log");
-    let dp = Dataplane::start(&manifest(origin.addr, &dir.0, &json_log.display().to_string()));
+    let dp = start(&manifest(origin.addr, "j.log"), &dir.0);
     let mut client = dp.client();
     let send = |client: &mut gateway_tests::Client, target: &str, extra: &str| {
         client.request(&format!(
@@ -126,8 +130,9 @@ fn lines_carry_the_context_variables_of_their_request() {
 fn sighup_reopens_the_files_and_an_unwritable_one_drops_lines() {
     let origin = Origin::start();
     let dir = TempDir::new("access-log-rotate");
-    let unwritable = dir.0.join("missing-dir/j.log");
-    let dp = Dataplane::start(&manifest(origin.addr, &dir.0, &unwritable.display().to_string()));
+    // Stage j's file is a directory: it cannot be opened for writing.
+    std::fs::create_dir(dir.0.join("j.log")).unwrap();
+    let dp = start(&manifest(origin.addr, "j.log"), &dir.0);
     let log = dir.0.join("s.log");
     let mut client = dp.client();
     for _ in 0..3 {
@@ -143,7 +148,7 @@ fn sighup_reopens_the_files_and_an_unwritable_one_drops_lines() {
     }
     assert_eq!(read_lines(&log, 2).len(), 2, "new lines go to a new file");
     assert_eq!(std::fs::read_to_string(dir.0.join("s.log.1")).unwrap().lines().count(), 3);
-    // Stage j logs to a directory that does not exist: served all the same, lines dropped.
+    // Stage j's log cannot be written: served all the same, lines dropped.
     for _ in 0..4 {
         assert_eq!(client.get("127.0.0.1", "/j/mock").status, 200);
     }
@@ -156,7 +161,8 @@ fn sighup_reopens_the_files_and_an_unwritable_one_drops_lines() {
         assert!(Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(dp.stderr_lines().iter().any(|l| l.contains("missing-dir/j.log")), "one warning names the file");
+    let file = dir.0.join("j.log").display().to_string();
+    assert!(dp.stderr_lines().iter().any(|l| l.contains(&file)), "one warning names the file");
     // A clean stop writes every line, even those of the last moment.
     for _ in 0..3 {
         assert_eq!(client.get("127.0.0.1", "/mock").status, 200);
@@ -166,4 +172,46 @@ fn sighup_reopens_the_files_and_an_unwritable_one_drops_lines() {
     dp.terminate();
     assert!(dp.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
+}
+
+#[test]
+fn a_manifest_cannot_make_a_data_plane_write_outside_its_log_directory() {
+    let origin = Origin::start();
+    let dir = TempDir::new("access-log-escape");
+    // Paths of any kind are refused when the manifest is compiled, with the field located.
+    for destination in ["/tmp/x.log", "../x.log", "sub/x.log", ".ssh", "authorized_keys/"] {
+        let yaml = dir.0.join("m.yaml");
+        std::fs::write(&yaml, manifest(origin.addr, &format!("'{destination}'"))).unwrap();
+        let out = dir.0.join("t.bin");
+        let (code, _, err) = gateway_tests::process::controlctl(&[
+            "compile",
+            "-f",
+            yaml.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{destination} was accepted");
+        assert!(err.contains("accessLog.destination") && err.contains("is not a file name"), "{err}");
+    }
+    // A symbolic link planted in the directory is not followed: its target stays untouched and
+    // the lines are dropped.
+    let logs = dir.0.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let target = dir.0.join("authorized_keys");
+    std::fs::write(&target, "ssh-ed25519 AAAA owner\n").unwrap();
+    std::os::unix::fs::symlink(&target, logs.join("j.log")).unwrap();
+    let dp = start(&manifest(origin.addr, "j.log"), &logs);
+    let mut client = dp.client();
+    for _ in 0..3 {
+        assert_eq!(client.get("127.0.0.1", "/j/mock").status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dp.admin_get("/metrics").1.contains("gateway_access_log_dropped_total 3\n") {
+        assert!(Instant::now() < deadline, "the lines were not dropped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "ssh-ed25519 AAAA owner\n");
+    // The other stage's file is created inside the directory.
+    assert_eq!(client.get("127.0.0.1", "/mock").status, 200);
+    assert_eq!(read_lines(&logs.join("s.log"), 1).len(), 1);
 }

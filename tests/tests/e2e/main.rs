@@ -5,6 +5,7 @@
 mod access_log;
 mod cache;
 mod control;
+mod hostile;
 mod http1;
 mod lifecycle;
 mod loadgen;

@@ -1,0 +1,277 @@
+//! Attacks by a hostile backend, client or operator (issue 18): each test performs the attack
+//! against the real data plane and asserts the safe outcome.
+
+use crate::manifest;
+use gateway_tests::process::TempDir;
+use gateway_tests::{Dataplane, DataplaneOptions, Origin};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A backend that misbehaves by the request path: `/double` answers twice in one write,
+/// `/late` answers twice 100 ms apart, `HEAD` answers with a body, `/both` sends both framings,
+/// `/storm` sends 1,000 interim responses first; every other path gets `200` with the path as
+/// body. Counts the requests it read.
+fn hostile_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let count = count.clone();
+            std::thread::spawn(move || serve_hostile(stream, &count));
+        }
+    });
+    (addr, requests)
+}
+
+fn ok(body: &str) -> String {
+    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+}
+
+fn serve_hostile(mut s: TcpStream, count: &AtomicUsize) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        count.fetch_add(1, SeqCst);
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or("");
+        let target = words.next().unwrap_or("").to_string();
+        let reply = if method == "HEAD" {
+            ok("stolen")
+        } else if target == "/double" {
+            format!("{}{}", ok("first"), ok("stolen"))
+        } else if target == "/late" {
+            let _ = s.write_all(ok("first").as_bytes());
+            std::thread::sleep(Duration::from_millis(100));
+            ok("stolen")
+        } else if target == "/both" {
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_string()
+        } else if target == "/storm" {
+            let mut storm = "HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
+            storm.push_str(&ok("after the storm"));
+            storm
+        } else {
+            ok(&target)
+        };
+        if s.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One shard, so every client shares one upstream pool.
+fn one_shard(manifest: &str) -> Dataplane {
+    Dataplane::start_with(manifest, DataplaneOptions { shards: 1, ..DataplaneOptions::default() })
+}
+
+fn unclean(dp: &Dataplane) -> u64 {
+    crate::read_metric(dp, "gateway_upstream_connections_unclean_total", &[])
+}
+
+#[test]
+fn a_backend_answering_twice_never_answers_another_client() {
+    let (backend, _) = hostile_backend();
+    let dp = one_shard(&manifest(backend));
+    for attack in ["/double", "/late"] {
+        let mut alice = dp.client();
+        let r = alice.get("localhost", &format!("/echo{attack}"));
+        assert_eq!((r.status, r.text().as_str()), (200, "first"), "{attack}");
+        // The late second response lands on the idle pooled connection meanwhile.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut bob = dp.client();
+        for i in 0..3 {
+            let r = bob.get("localhost", &format!("/echo/bob{i}"));
+            assert_eq!(r.text(), format!("/bob{i}"), "after {attack}, bob got someone else's response");
+        }
+    }
+    assert!(unclean(&dp) >= 2, "both dirty connections were closed, not reused");
+}
+
+#[test]
+fn a_head_response_with_a_body_poisons_nothing() {
+    let (backend, _) = hostile_backend();
+    let dp = one_shard(&manifest(backend));
+    let mut c = dp.client();
+    c.send(b"HEAD /echo/x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let head = c.read_response_to(true).unwrap();
+    assert_eq!((head.status, head.header("content-length")), (200, Some("6")));
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..3 {
+        assert_eq!(c.get("localhost", &format!("/echo/next{i}")).text(), format!("/next{i}"));
+    }
+    assert!(unclean(&dp) >= 1);
+}
+
+#[test]
+fn both_framings_and_interim_storms_are_refused_without_harm() {
+    let (backend, _) = hostile_backend();
+    let dp = one_shard(&manifest(backend));
+    let mut c = dp.client();
+    let r = c.get("localhost", "/echo/both");
+    assert_eq!((r.status, r.text().as_str()), (502, r#"{"message":"Internal server error"}"#));
+    let r = c.get("localhost", "/echo/storm");
+    assert_eq!(r.status, 502, "1,000 interim responses are not waited through");
+    assert_eq!(c.get("localhost", "/echo/fine").text(), "/fine");
+}
+
+#[test]
+fn a_response_sent_before_the_request_never_reaches_the_next_client() {
+    // Answers as soon as a connection opens, then once per request read.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = s.write_all(ok("early").as_bytes());
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    let _ = s.write_all(ok("reply").as_bytes());
+                }
+            });
+        }
+    });
+    let dp = one_shard(&manifest(addr));
+    let mut alice = dp.client();
+    assert_eq!(alice.get("localhost", "/echo/a").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    // Bob's request must not be answered by the reply to Alice's request, still unread on the
+    // pooled connection: that connection is closed, and Bob's goes on a new one.
+    let mut bob = dp.client();
+    let r = bob.get("localhost", "/echo/b");
+    assert_eq!(r.text(), "early", "a fresh connection's first response");
+    assert!(unclean(&dp) >= 1);
+}
+
+#[test]
+fn stage_variables_cannot_split_the_upstream_request() {
+    let origin = Origin::start();
+    let dir = TempDir::new("splitting");
+    let attack = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://ORIGIN/${stageVariables.p}\" }\n\
+                  ---\nkind: Stage\napi: a\nname: s\nvariables:\n  p: \"x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\nGET /admin\"\n"
+        .replace("ORIGIN", &origin.addr.to_string());
+    let yaml = dir.0.join("m.yaml");
+    std::fs::write(&yaml, &attack).unwrap();
+    let out = dir.0.join("t.bin");
+    let (code, _, err) = gateway_tests::process::controlctl(&[
+        "compile",
+        "-f",
+        yaml.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("m.yaml:11: variables.p: ' ' is not allowed in a stage variable value"),
+        "a located refusal: {err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(origin.requests(), 0);
+}
+
+#[test]
+fn requests_never_leave_the_integrations_path_prefix() {
+    // Counts what reaches it and echoes the target.
+    let (backend, requests) = hostile_backend();
+    let api = format!(
+        "kind: Api\nname: files\nroutes:\n  GET /static/{{proxy+}}:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{backend}/public/{{proxy}}\" }}\n  \
+         GET /item/{{id}}:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{backend}/public/items/{{id}}\" }}\n\
+         ---\nkind: Stage\napi: files\nname: s\n---\nkind: Domain\nname: localhost\nmappings:\n  - {{ basePath: \"\", api: files, stage: s }}\n"
+    );
+    let dp = Dataplane::start(&api);
+    let mut c = dp.client();
+    // Dot segments are resolved before routing, %2e counting as a dot: these no longer match
+    // the /static route at all.
+    for target in
+        ["/static/../internal/secret.txt", "/static/%2e%2e/internal/secret.txt", "/static/.%2E/internal/x"]
+    {
+        let r = c.get("localhost", target);
+        assert_eq!(r.status, 403, "{target}: {}", r.text());
+        assert_eq!(r.text(), r#"{"message":"Missing Authentication Token"}"#);
+    }
+    // Climbing above the root, or a parameter that would climb once the backend decodes it.
+    for target in [
+        "/../etc/passwd",
+        "/static/../../etc/passwd",
+        "/static/..%2finternal%2fsecret.txt",
+        "/static/a/%2E%2E%2F..%2Fx",
+        "/item/..%2f..%2fadmin",
+        "/item/..%5cadmin",
+        "/static/..\\internal",
+    ] {
+        let r = c.get("localhost", target);
+        assert_eq!((r.status, r.text().as_str()), (400, r#"{"message":"Bad Request"}"#), "{target}");
+        assert_eq!(r.header("x-amzn-ErrorType"), Some("BadRequestException"));
+    }
+    assert_eq!(requests.load(SeqCst), 0, "nothing reached the backend");
+    // Dot segments that stay inside the prefix are resolved, encoded slashes stay encoded.
+    assert_eq!(c.get("localhost", "/static/css/../img/./a.png").text(), "/public/img/a.png");
+    assert_eq!(c.get("localhost", "/static/a%2Fb").text(), "/public/a%2Fb");
+    assert_eq!(c.get("localhost", "/item/v1.2").text(), "/public/items/v1.2");
+    assert_eq!(requests.load(SeqCst), 3);
+}
+
+#[test]
+fn a_clients_request_id_never_reaches_the_backend() {
+    let origin = Origin::start();
+    let dp = Dataplane::start(&manifest(origin.addr));
+    let mut c = dp.client();
+    let r = c.request("GET /echo/x HTTP/1.1\r\nHost: localhost\r\nx-amzn-RequestId: forged\r\n\r\n");
+    let echo = r.json();
+    let ids: Vec<&str> = echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("x-amzn-requestid"))
+        .map(|h| h[1].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![r.header("x-amzn-RequestId").unwrap()], "only the gateway's own");
+}
+
+#[test]
+fn slow_admin_clients_never_delay_a_health_probe() {
+    let origin = Origin::start();
+    let dp = Dataplane::start(&manifest(origin.addr));
+    // Two clients each dripping one byte every 500 ms.
+    let drippers: Vec<_> = (0..2)
+        .map(|_| {
+            let admin = dp.admin;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(admin).unwrap();
+                for b in b"GET /healthz HTTP/1.1\r\n" {
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (status, body) = dp.admin_get("/healthz");
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        assert!(started.elapsed() < Duration::from_secs(1), "a probe waited {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for d in drippers {
+        d.join().unwrap();
+    }
+}
