@@ -2,6 +2,7 @@
 //! template, send it over the shard's pool, and map the upstream response back.
 
 use crate::gateway_response::{self, Kind};
+use crate::http1::fields::{is_hop_by_hop, named_by_connection};
 use crate::http1::response::{self, Common};
 use crate::loaded_table::LoadedTable;
 use crate::pipeline::Request;
@@ -22,29 +23,6 @@ pub struct Call<'a> {
     pub captures: &'a Captures,
     /// Where the integration's latency and status are noted.
     pub trail: &'a Trail,
-}
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus those the
-/// gateway rewrites itself.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-    ];
-    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
-}
-
-/// True when `name` is listed in the client's `Connection` header (and so is hop-by-hop).
-fn named_by_connection(connection: Option<&[u8]>, name: &[u8]) -> bool {
-    connection.is_some_and(|value| {
-        value.split(|&b| b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
-    })
 }
 
 pub async fn respond(call: Call<'_>, out: &mut Vec<u8>, bufs: &mut UpstreamBuffers, common: &Common<'_>) {

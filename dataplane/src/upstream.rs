@@ -7,6 +7,7 @@
 //! connection it had already closed.
 
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
+use crate::http1::response_head::{self, ResponseFraming, ResponseHead};
 use crate::shard::Shard;
 use crate::stats::ShardStats;
 use crate::sys;
@@ -22,7 +23,6 @@ use std::time::Duration;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Largest upstream response body, AWS's integration payload limit.
 pub const MAX_RESPONSE_BODY: u64 = 10 * 1024 * 1024;
-const MAX_RESPONSE_HEADERS: usize = 128;
 /// Most interim (1xx) responses before the final one; a backend sending more is broken or
 /// hostile, and each one would otherwise cost a read and a parse.
 const MAX_INTERIM_RESPONSES: usize = 16;
@@ -207,22 +207,23 @@ async fn read_response(
     bufs.body.clear();
     bufs.headers.clear();
     let mut interim = 0;
-    let (status, head_end, framing, keep_alive, content_length) = loop {
+    let head = loop {
         if !bufs.resp.is_empty() {
-            if let Some(parsed) = parse_head(bufs)? {
-                let (status, head_end, ..) = parsed;
-                if (100..200).contains(&status) {
+            let parsed = response_head::parse(&bufs.resp, &mut bufs.headers, MAX_RESPONSE_BODY)
+                .map_err(|_| ReadError::Malformed)?;
+            if let Some(head) = parsed {
+                if head.is_interim() {
                     interim += 1;
-                    if status == 101 || interim > MAX_INTERIM_RESPONSES {
+                    if head.status == 101 || interim > MAX_INTERIM_RESPONSES {
                         return Err(ReadError::Malformed);
                     }
                     // Interim responses are not relayed: forget their bytes, so a stream of
                     // them cannot grow the buffer.
-                    bufs.resp.drain(..head_end);
+                    bufs.resp.drain(..head.len);
                     bufs.headers.clear();
                     continue;
                 }
-                break parsed;
+                break head;
             }
             if bufs.resp.len() > MAX_RESPONSE_HEAD {
                 return Err(ReadError::Malformed);
@@ -237,6 +238,7 @@ async fn read_response(
             });
         }
     };
+    let ResponseHead { status, len: head_end, framing, keep_alive, content_length } = head;
     let no_body = head_request || status == 204 || status == 304;
     // Where this response ends in `resp`: bytes past it are not part of any exchange the
     // gateway started, so the connection must not carry another request.
@@ -302,77 +304,4 @@ enum AfterResponse {
     Close,
     /// Bytes followed the response that no request asked for: closed, never reused.
     Unclean,
-}
-
-#[derive(Clone, Copy)]
-enum ResponseFraming {
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
-type ParsedHead = (u16, usize, ResponseFraming, bool, Option<u64>);
-
-/// Parses the response head at the start of `resp`, recording header offsets.
-fn parse_head(bufs: &mut UpstreamBuffers) -> Result<Option<ParsedHead>, ReadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let data = &bufs.resp[..];
-    let head_len = match response.parse(data) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(ReadError::Malformed),
-    };
-    let status = response.code.ok_or(ReadError::Malformed)?;
-    let http11 = response.version == Some(1);
-    let base = bufs.resp.as_ptr() as usize;
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut saw_transfer_encoding = false;
-    for h in response.headers.iter() {
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        let (ns, vs) = (offset(h.name.as_bytes()), offset(h.value));
-        bufs.headers.push((ns, ns + h.name.len() as u32, vs, vs + h.value.len() as u32));
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let text = std::str::from_utf8(h.value).map_err(|_| ReadError::Malformed)?;
-            let n: u64 = text.trim().parse().map_err(|_| ReadError::Malformed)?;
-            if content_length.is_some_and(|p| p != n) {
-                return Err(ReadError::Malformed);
-            }
-            content_length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            saw_transfer_encoding = true;
-            // The last coding decides the framing; anything but chunked there means "until
-            // close" (RFC 9112 §6.3).
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            if !chunked {
-                close = true;
-            }
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                close |= token.trim_ascii().eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.trim_ascii().eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-    }
-    if content_length.is_some_and(|n| n > MAX_RESPONSE_BODY) {
-        return Err(ReadError::Malformed);
-    }
-    // Both framings at once is how responses are smuggled (RFC 9112 §6.3 lets a server
-    // prefer chunked, but a proxy that relays such a response invites desync): refuse it.
-    if content_length.is_some() && saw_transfer_encoding {
-        return Err(ReadError::Malformed);
-    }
-    let framing = if chunked {
-        ResponseFraming::Chunked
-    } else if let Some(n) = content_length {
-        ResponseFraming::Length(n)
-    } else {
-        ResponseFraming::UntilClose
-    };
-    let keep_alive = !close && (http11 || keep_alive_token);
-    Ok(Some((status, head_len, framing, keep_alive, content_length)))
 }

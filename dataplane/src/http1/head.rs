@@ -9,6 +9,7 @@
 //! coding), the request is refused with 400 and the connection closed, so nothing ambiguous can
 //! reach a backend.
 
+use super::fields::{self, trim_ows, FieldError};
 use std::mem::MaybeUninit;
 
 /// Size limits, AWS's by default.
@@ -198,11 +199,9 @@ pub fn parse<'b, 'h>(
             }
             host = Some(value);
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = trim_ows(token);
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            let (closes, keeps) = fields::connection_options(h.value);
+            close |= closes;
+            keep_alive_token |= keeps;
         } else if name.eq_ignore_ascii_case("expect") {
             if trim_ows(h.value).eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = true;
@@ -263,30 +262,10 @@ fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), HeadError> {
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
-    // A list of identical values ("5, 5") is allowed by RFC 9110; anything else is not.
-    let mut result: Option<u64> = None;
-    for part in value.split(|&b| b == b',') {
-        let digits = trim_ows(part);
-        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(HeadError::BadRequest("malformed Content-Length"));
-        }
-        let n = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        if result.is_some_and(|prev| prev != n) {
-            return Err(HeadError::BadRequest("differing Content-Length values"));
-        }
-        result = Some(n);
-    }
-    result.ok_or(HeadError::BadRequest("malformed Content-Length"))
-}
-
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
+    fields::content_length(value).map_err(|e| match e {
+        FieldError::MalformedContentLength => HeadError::BadRequest("malformed Content-Length"),
+        FieldError::DifferingContentLengths => HeadError::BadRequest("differing Content-Length values"),
+    })
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {
