@@ -392,15 +392,24 @@ mod tests {
         let t = Table { version: 3, stages: vec![stage(&["GET /a/{b}"])], ..Table::default() };
         let bytes = encode(&t);
         assert!(matches!(decode(b"nonsense"), Err(DecodeError::NotATable)));
-        for cut in [MAGIC.len(), MAGIC.len() + 1, bytes.len() / 2, bytes.len() - 1] {
+        for cut in [MAGIC.len(), MAGIC.len() + 1, MAGIC.len() + DIGEST_LEN, bytes.len() / 2, bytes.len() - 1]
+        {
             assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
-        // Flip every byte in turn: each result is either a clean error or a table that passed
-        // validation; none may panic.
+        // Every flipped byte fails the digest.
         for i in MAGIC.len()..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0xff;
-            if let Ok(t) = decode(&b) {
+            assert!(matches!(decode(&b), Err(DecodeError::Corrupt(_))), "byte {i} flipped unnoticed");
+        }
+        // Behind the digest, the structural checks: flip every archive byte and seal it again,
+        // as a buggy writer would. Each result is a clean error or a table that passed
+        // validation; none may panic.
+        let archive = &bytes[MAGIC.len() + DIGEST_LEN..];
+        for i in 0..archive.len() {
+            let mut a = archive.to_vec();
+            a[i] ^= 0xff;
+            if let Ok(t) = decode(&crate::table::seal(&a)) {
                 let _ = route(&t, "GET", "/a/x");
             }
         }

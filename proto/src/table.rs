@@ -13,7 +13,10 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 /// Magic prefix of a table file, so a wrong file is rejected with a clear message rather than
 /// a validation error deep inside rkyv.
-pub const MAGIC: &[u8; 8] = b"GWTABLE1";
+/// Version 2 added the digest: a table is `MAGIC ‖ SHA-256(archive) ‖ archive`.
+pub const MAGIC: &[u8; 8] = b"GWTABLE2";
+/// Bytes of the digest after [`MAGIC`].
+pub const DIGEST_LEN: usize = 32;
 
 /// Most path parameters one route may declare; the lookup captures into a fixed array of
 /// this size, so it never allocates.
@@ -554,13 +557,21 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Serializes a table to its wire and file form: [`MAGIC`] followed by the rkyv archive.
+/// Serializes a table to its wire and file form: [`MAGIC`], the SHA-256 of the rkyv archive,
+/// then the archive.
 pub fn encode(table: &Table) -> Vec<u8> {
     let archive =
         rkyv::to_bytes::<rkyv::rancor::Error>(table).expect("serializing a table into memory cannot fail");
-    let mut out = Vec::with_capacity(MAGIC.len() + archive.len());
+    seal(&archive)
+}
+
+/// `archive` framed with the magic and its digest.
+pub(crate) fn seal(archive: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = Vec::with_capacity(MAGIC.len() + DIGEST_LEN + archive.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&archive);
+    out.extend_from_slice(&sha2::Sha256::digest(archive));
+    out.extend_from_slice(archive);
     out
 }
 
@@ -599,7 +610,17 @@ pub fn is_log_file_name(name: &str) -> bool {
 /// Checks table bytes once: magic, rkyv structure, and the cross references (every index in
 /// range) that the lookup relies on. After this, the hot path can index without checks failing.
 pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
-    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(DecodeError::NotATable)?;
+    use sha2::Digest;
+    let sealed = bytes.strip_prefix(MAGIC.as_slice()).ok_or(DecodeError::NotATable)?;
+    if sealed.len() < DIGEST_LEN {
+        return Err(DecodeError::Corrupt("truncated before its digest".into()));
+    }
+    let (digest, body) = sealed.split_at(DIGEST_LEN);
+    // The structural checks below catch what would crash the lookup, not a flipped flag (an
+    // `apiKeyRequired` turned off is a valid table): the digest catches every change.
+    if sha2::Sha256::digest(body).as_slice() != digest {
+        return Err(DecodeError::Corrupt("the SHA-256 digest does not match its contents".into()));
+    }
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
     aligned.extend_from_slice(body);
     let table = rkyv::access::<ArchivedTable, rkyv::rancor::Error>(&aligned)

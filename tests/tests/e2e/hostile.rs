@@ -275,3 +275,34 @@ fn slow_admin_clients_never_delay_a_health_probe() {
         d.join().unwrap();
     }
 }
+
+#[test]
+fn a_flipped_byte_in_a_table_file_is_refused_not_served() {
+    let dir = TempDir::new("table-flip");
+    let api = |required: bool| {
+        format!(
+            "kind: Api\nname: a\nroutes:\n  GET /secret:\n    apiKeyRequired: {required}\n    integration: {{ type: MOCK, response: {{ body: secret }} }}\n\
+             ---\nkind: Stage\napi: a\nname: s\n---\nkind: Domain\nname: localhost\nmappings:\n  - {{ basePath: \"\", api: a, stage: s }}\n"
+        )
+    };
+    let locked_dir = TempDir::new("table-locked");
+    let locked = gateway_tests::process::compile_table(&locked_dir.0, &api(true));
+    let open = gateway_tests::process::compile_table(&dir.0, &api(false));
+    let (mut attacked, open) = (std::fs::read(&locked).unwrap(), std::fs::read(&open).unwrap());
+    // The archive bytes that differ between the two tables hold `apiKeyRequired` (the digest
+    // before them differs too): copy them, keeping the locked table's digest.
+    let archive_start = proto::table::MAGIC.len() + proto::table::DIGEST_LEN;
+    assert_eq!(attacked.len(), open.len());
+    let flipped: Vec<usize> = (archive_start..open.len()).filter(|&i| attacked[i] != open[i]).collect();
+    assert_eq!(flipped.len(), 1, "one byte turns the key check off");
+    attacked[flipped[0]] = open[flipped[0]];
+    std::fs::write(&locked, &attacked).unwrap();
+    let out = std::process::Command::new(gateway_tests::process::bin("dataplane"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--table"])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the SHA-256 digest does not match"), "{stderr}");
+}
