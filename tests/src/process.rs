@@ -72,13 +72,20 @@ pub fn controlctl(args: &[&str]) -> (i32, String, String) {
 
 /// Compiles manifest text into a table file inside `dir`.
 pub fn compile_table(dir: &Path, manifest: &str) -> PathBuf {
-    let yaml = dir.join("gateway.yaml");
+    let (code, stderr, table) = compile_result(dir, manifest);
+    assert_eq!(code, 0, "controlctl compile failed: {stderr}");
+    table
+}
+
+/// Runs `controlctl compile` on manifest text written to `dir/m.yaml`: (exit code, stderr, the
+/// table's path, which exists only if it compiled).
+pub fn compile_result(dir: &Path, manifest: &str) -> (i32, String, PathBuf) {
+    let yaml = dir.join("m.yaml");
     std::fs::write(&yaml, manifest).expect("writing manifest");
     let table = dir.join("table.bin");
     let (code, _, stderr) =
         controlctl(&["compile", "-f", yaml.to_str().unwrap_or(""), "-o", table.to_str().unwrap_or("")]);
-    assert_eq!(code, 0, "controlctl compile failed: {stderr}");
-    table
+    (code, stderr, table)
 }
 
 #[derive(Debug, Clone)]

@@ -268,7 +268,8 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
     })
 }
 
-fn httparse_reason(e: httparse::Error) -> &'static str {
+/// httparse's error as a short reason, for logs and tests (both parsers use it).
+pub(super) fn httparse_reason(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid header name",
         httparse::Error::HeaderValue => "invalid header value",

@@ -66,7 +66,7 @@ pub fn parse(
     let len = match response.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ResponseHeadError::Syntax(reason(e))),
+        Err(e) => return Err(ResponseHeadError::Syntax(super::head::httparse_reason(e))),
     };
     let status = response.code.ok_or(ResponseHeadError::Syntax("no status"))?;
     let http11 = response.version == Some(1);
@@ -115,18 +115,6 @@ pub fn parse(
     };
     let keep_alive = !close && (http11 || keep_alive_token);
     Ok(Some(ResponseHead { status, len, framing, keep_alive, content_length }))
-}
-
-fn reason(e: httparse::Error) -> &'static str {
-    match e {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid line ending",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token",
-        httparse::Error::TooManyHeaders => "too many headers",
-        httparse::Error::Version => "unsupported HTTP version",
-    }
 }
 
 #[cfg(test)]

@@ -180,16 +180,10 @@ fn a_manifest_cannot_make_a_data_plane_write_outside_its_log_directory() {
     let dir = TempDir::new("access-log-escape");
     // Paths of any kind are refused when the manifest is compiled, with the field located.
     for destination in ["/tmp/x.log", "../x.log", "sub/x.log", ".ssh", "authorized_keys/"] {
-        let yaml = dir.0.join("m.yaml");
-        std::fs::write(&yaml, manifest(origin.addr, &format!("'{destination}'"))).unwrap();
-        let out = dir.0.join("t.bin");
-        let (code, _, err) = gateway_tests::process::controlctl(&[
-            "compile",
-            "-f",
-            yaml.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let (code, err, _) = gateway_tests::process::compile_result(
+            &dir.0,
+            &manifest(origin.addr, &format!("'{destination}'")),
+        );
         assert_eq!(code, 1, "{destination} was accepted");
         assert!(err.contains("accessLog.destination") && err.contains("is not a file name"), "{err}");
     }

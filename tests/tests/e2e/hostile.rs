@@ -166,16 +166,7 @@ fn stage_variables_cannot_split_the_upstream_request() {
     let attack = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://ORIGIN/${stageVariables.p}\" }\n\
                   ---\nkind: Stage\napi: a\nname: s\nvariables:\n  p: \"x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\nGET /admin\"\n"
         .replace("ORIGIN", &origin.addr.to_string());
-    let yaml = dir.0.join("m.yaml");
-    std::fs::write(&yaml, &attack).unwrap();
-    let out = dir.0.join("t.bin");
-    let (code, _, err) = gateway_tests::process::controlctl(&[
-        "compile",
-        "-f",
-        yaml.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err, out) = gateway_tests::process::compile_result(&dir.0, &attack);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("m.yaml:11: variables.p: ' ' is not allowed in a stage variable value"),
