@@ -4,10 +4,10 @@
 //! client never delays a health probe. A connection has [`REQUEST_DEADLINE`] in all to send its
 //! request, however it drips it.
 
-use crate::loaded_table::LoadedTable;
-use crate::metrics::registry::{Method, Registry};
-use crate::stats::ShardStats;
-use crate::usage_report::CurrentTable;
+use crate::control::usage_report::CurrentTable;
+use crate::observe::metrics::registry::{Method, Registry};
+use crate::runtime::stats::ShardStats;
+use crate::table::LoadedTable;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,7 +22,7 @@ pub struct AdminState {
     /// The table the shards serve (or are about to), for the stage cache series.
     pub table: CurrentTable,
     pub metrics: Arc<Registry>,
-    pub access_log: Arc<crate::access_log::LogStats>,
+    pub access_log: Arc<crate::observe::access_log::LogStats>,
 }
 
 /// Admin connections served at once; one more is answered 503 and closed.

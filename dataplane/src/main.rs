@@ -1,10 +1,13 @@
 //! `dataplane`: serves APIs with one shard per core.
 
 use clap::Parser;
-use dataplane::loaded_table::LoadedTable;
-use dataplane::settings::Settings;
-use dataplane::shard::{self, IoDriver, ShardSpec};
-use dataplane::{admin, control_link, stats, sys, usage_report};
+use dataplane::admin;
+use dataplane::config::Settings;
+use dataplane::control::{link as control_link, usage_report};
+use dataplane::runtime::driver::IoDriver;
+use dataplane::runtime::{stats, sys};
+use dataplane::server::shard::{self, ShardSpec};
+use dataplane::table::LoadedTable;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -143,11 +146,11 @@ fn run(cli: Cli) -> Result<(), String> {
 
     let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
     let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
-    let (metrics, metrics_exports) = dataplane::metrics::registry::Registry::new();
-    let log_stats = Arc::new(dataplane::access_log::LogStats::default());
+    let (metrics, metrics_exports) = dataplane::observe::metrics::registry::Registry::new();
+    let log_stats = Arc::new(dataplane::observe::access_log::LogStats::default());
     let reopen_logs = Arc::new(AtomicBool::new(false));
     let (log_queue, log_writer) =
-        dataplane::access_log::start_writer(access_log_dir, log_stats.clone(), reopen_logs.clone())
+        dataplane::observe::access_log::start_writer(access_log_dir, log_stats.clone(), reopen_logs.clone())
             .map_err(|e| format!("access log writer: {e}"))?;
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
@@ -231,7 +234,7 @@ fn run(cli: Cli) -> Result<(), String> {
         current_table.clone(),
     )?;
     if let Some(url) = cli.control_plane.clone() {
-        dataplane::metrics_report::start(dataplane::metrics_report::MetricsReporter {
+        dataplane::control::metrics_report::start(dataplane::control::metrics_report::MetricsReporter {
             control_plane: url,
             dataplane_id: id.clone(),
             instance,

@@ -74,6 +74,16 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
+/// An IP address as text (for `X-Forwarded-For` and access logs), formatted into `buf`
+/// without allocating.
+pub fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    &buf[..n]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,32 +1,22 @@
-//! Response encoding: status line, headers and body appended to an output buffer, so several
-//! pipelined responses leave in one write.
+//! Response encoding, pure: the status line, header lines and the end of a head appended to an
+//! output buffer, so several pipelined responses leave in one write. Every response the
+//! gateway sends is written through [`crate::respond`], which uses these.
 
-use crate::trail::Trail;
-
-/// What every response carries besides its own headers.
+/// What ends every response head: the headers each response carries and its framing.
 #[derive(Clone, Copy)]
-pub struct Common<'a> {
-    /// `x-amzn-RequestId`.
-    pub request_id: &'a [u8],
+pub struct Closing<'a> {
     /// An IMF-fixdate for the `Date` header.
     pub date: &'a [u8],
+    /// `x-amzn-RequestId`.
+    pub request_id: &'a [u8],
+    pub content_length: u64,
     /// Whether the connection stays open after this response.
     pub keep_alive: bool,
     /// The client spoke HTTP/1.0: keep-alive must then be announced explicitly.
     pub http10: bool,
-    /// A response to HEAD: headers only, `Content-Length` as a GET would have it.
-    pub head_request: bool,
-    /// Where the response's status and length are noted for metrics and the access log.
-    pub trail: &'a Trail,
 }
 
-/// Writes the status line and notes the status in the request's trail.
-pub fn start(out: &mut Vec<u8>, common: &Common<'_>, status: u16) {
-    common.trail.status.set(status);
-    write_status(out, status);
-}
-
-fn write_status(out: &mut Vec<u8>, status: u16) {
+pub fn status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut code = itoa::Buffer::new();
     out.extend_from_slice(code.format(status).as_bytes());
@@ -35,31 +25,31 @@ fn write_status(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes the common headers, `Content-Length`, the end of the head and the body.
-/// `content_length` overrides the body's length for HEAD responses that carry no body.
-pub fn finish(out: &mut Vec<u8>, common: &Common<'_>, body: &[u8], content_length: Option<u64>) {
-    write_header(out, b"date", common.date);
-    write_header(out, b"x-amzn-RequestId", common.request_id);
+/// `Date`, `x-amzn-RequestId`, `Content-Length`, the connection header if one is needed, and
+/// the empty line that ends the head.
+pub fn end_head(out: &mut Vec<u8>, closing: &Closing<'_>) {
+    header(out, b"date", closing.date);
+    header(out, b"x-amzn-RequestId", closing.request_id);
     let mut n = itoa::Buffer::new();
-    let length = content_length.unwrap_or(body.len() as u64);
-    common.trail.body_len.set(length);
-    write_header(out, b"content-length", n.format(length).as_bytes());
-    if !common.keep_alive {
+    header(out, b"content-length", n.format(closing.content_length).as_bytes());
+    if !closing.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
-    } else if common.http10 {
+    } else if closing.http10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !common.head_request {
-        out.extend_from_slice(body);
-    }
+}
+
+/// The interim response a client that sent `Expect: 100-continue` waits for.
+pub fn continue_100(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
 }
 
 /// The reason phrase for a status code.

@@ -28,5 +28,5 @@ pub struct Trail {
     /// A throttle or quota refused the request.
     pub throttled: Cell<bool>,
     /// The gateway answered with this error itself.
-    pub error: Cell<Option<crate::gateway_response::Kind>>,
+    pub error: Cell<Option<crate::gateway_error::Kind>>,
 }

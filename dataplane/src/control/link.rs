@@ -6,9 +6,9 @@
 //! Protobuf types stay in this module: shards only ever see [`LoadedTable`].
 
 use crate::admin::AdminState;
-use crate::loaded_table::LoadedTable;
-use crate::stats::ShardStats;
-use crate::usage_report::CurrentTable;
+use crate::control::usage_report::CurrentTable;
+use crate::runtime::stats::ShardStats;
+use crate::table::LoadedTable;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,8 @@
 //! a control plane (`--table`), the pending file is the only record, and quotas persist
 //! through it when a state directory is given.
 
-use crate::loaded_table::LoadedTable;
-use crate::quota;
+use crate::limits::quota;
+use crate::table::LoadedTable;
 use prost::Message;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;

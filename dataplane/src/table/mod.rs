@@ -4,7 +4,7 @@
 //! carried over from the previous one.
 
 use crate::cache::store::Store;
-use crate::{limit, quota};
+use crate::limits::{quota, throttle as limit};
 use proto::lookup;
 use proto::quota as quota_rule;
 use proto::table::{self, ArchivedTable, TableBytes};

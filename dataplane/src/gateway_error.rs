@@ -1,8 +1,7 @@
-//! Gateway responses: every failure the gateway itself answers has one [`Kind`], and this one
-//! function maps a kind to the AWS-style response (status, `{"message": ...}` body and
-//! `x-amzn-ErrorType`).
-
-use crate::http1::response::{self, Common};
+//! Gateway errors: every failure the gateway itself answers has one [`Kind`], and
+//! [`Kind::response`] is the one place a kind becomes AWS's status, `{"message": ...}` body and
+//! `x-amzn-ErrorType` (written by [`crate::respond::error`]). Pure data, so every layer can
+//! name an error.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -97,16 +96,4 @@ impl Kind {
             Kind::InvalidationForbidden => "ACCESS_DENIED",
         }
     }
-}
-
-/// Appends the gateway response for `kind` to `out`.
-pub fn write(out: &mut Vec<u8>, kind: Kind, common: &Common<'_>) {
-    common.trail.error.set(Some(kind));
-    let (status, body, error_type) = kind.response();
-    response::start(out, common, status);
-    response::write_header(out, b"content-type", b"application/json");
-    if let Some(error_type) = error_type {
-        response::write_header(out, b"x-amzn-ErrorType", error_type);
-    }
-    response::finish(out, common, body, None);
 }

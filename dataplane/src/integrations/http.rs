@@ -1,65 +1,43 @@
 //! The HTTP and HTTP_PROXY integrations: build the upstream request from the route's URI
 //! template, send it over the shard's pool, and map the upstream response back.
 
-use crate::gateway_response::{self, Kind};
-use crate::http1::fields::{is_hop_by_hop, named_by_connection};
-use crate::http1::response::{self, Common};
-use crate::loaded_table::LoadedTable;
-use crate::pipeline::Request;
-use crate::shard::Shard;
-use crate::trail::Trail;
-use crate::upstream::{self, Body, UpstreamBuffers, UpstreamError};
-use proto::lookup::Captures;
+use crate::exchange::{Exchange, Routed};
+use crate::gateway_error::Kind;
+use crate::http1::fields::{format_ip, is_hop_by_hop, named_by_connection};
+use crate::respond;
+use crate::upstream::client::{self, Body, Client, UpstreamBuffers, UpstreamError};
 use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
 use std::time::Duration;
 
-pub struct Call<'a> {
-    pub shard: &'a Shard,
-    pub table: &'a LoadedTable,
-    pub integration: &'a ArchivedHttpIntegration,
-    pub request: &'a Request<'a, 'a, 'a>,
-    /// The path the route matched against (after base path or stage); captures index it.
-    pub route_path: &'a str,
-    pub captures: &'a Captures,
-    /// Where the integration's latency and status are noted.
-    pub trail: &'a Trail,
-}
-
-pub async fn respond(call: Call<'_>, out: &mut Vec<u8>, bufs: &mut UpstreamBuffers, common: &Common<'_>) {
-    let result = fetch(&call, bufs).await;
-    let common = &after_upstream(call.shard, common);
-    match result {
-        Ok(response) => write_response(&response, bufs, out, common, None),
-        Err(kind) => gateway_response::write(out, kind, common),
-    }
-    bufs.trim();
-}
-
-/// The common headers for a response that waited on an upstream: a drain may have begun
-/// meanwhile, and then the response closes the connection.
-pub fn after_upstream<'c>(shard: &Shard, common: &Common<'c>) -> Common<'c> {
-    Common { keep_alive: common.keep_alive && !shard.draining.get(), ..*common }
+/// One call of an HTTP integration: the exchange it serves and the route's settings.
+pub struct Call<'c, 'x> {
+    pub exchange: &'c Exchange<'x>,
+    pub routed: &'c Routed<'x>,
+    pub integration: &'c ArchivedHttpIntegration,
 }
 
 /// Sends the request upstream and reads the response into `bufs`, within the integration's
 /// timeout; a failure is the gateway response to give instead.
-pub async fn fetch(call: &Call<'_>, bufs: &mut UpstreamBuffers) -> Result<upstream::Response, Kind> {
+pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<client::Response, Kind> {
     let integration = call.integration;
+    let x = call.exchange;
     let upstream_index = integration.upstream.to_native() as usize;
-    let Some(addr) = call.table.upstream_addrs[upstream_index] else {
+    let Some(addr) = x.table.upstream_addrs[upstream_index] else {
         return Err(Kind::IntegrationFailure);
     };
     build_request(call, &mut bufs.req);
     let timeout = timeout(integration);
-    let connect_timeout = call.shard.settings.connect_timeout.min(timeout);
-    let head_request = call.request.head.method == "HEAD" && integration.method.is_none();
-    let exchange = upstream::exchange(call.shard, addr, bufs, head_request, connect_timeout);
+    let connect_timeout = x.shard.settings.connect_timeout.min(timeout);
+    let head_request = x.head().method == "HEAD" && integration.method.is_none();
+    let upstream = Client { pool: &x.shard.upstreams, stats: &x.shard.stats };
+    let exchange = client::exchange(upstream, addr, bufs, head_request, connect_timeout);
     let started = std::time::Instant::now();
     let result = monoio::time::timeout(timeout, exchange).await;
-    call.trail.integration_us.set(Some(started.elapsed().as_micros() as u64));
+    let trail = x.common.trail;
+    trail.integration_us.set(Some(started.elapsed().as_micros() as u64));
     match result {
         Ok(Ok(response)) => {
-            call.trail.integration_status.set(response.status);
+            trail.integration_status.set(response.status);
             Ok(response)
         }
         Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
@@ -80,8 +58,9 @@ pub fn timeout(integration: &ArchivedHttpIntegration) -> Duration {
 }
 
 /// Encodes the upstream request into `req`.
-fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
-    let head = call.request.head;
+fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>) {
+    let x = call.exchange;
+    let head = x.head();
     let integration = call.integration;
     req.clear();
     let method = match integration.method.as_ref() {
@@ -98,7 +77,8 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
                 req.extend_from_slice(text.as_bytes());
             }
             ArchivedUriPart::Param(i) => {
-                let value = call.captures.get(call.route_path, i.to_native() as usize).unwrap_or("");
+                let routed = call.routed;
+                let value = routed.captures.get(routed.route_path, i.to_native() as usize).unwrap_or("");
                 req.extend_from_slice(value.as_bytes());
             }
         }
@@ -108,7 +88,7 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
         req.extend_from_slice(query.as_bytes());
     }
     req.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    let upstream = &call.table.get().upstreams[integration.upstream.to_native() as usize];
+    let upstream = &x.table.get().upstreams[integration.upstream.to_native() as usize];
     req.extend_from_slice(upstream.host.as_bytes());
     let port = upstream.port.to_native();
     let mut digits = itoa::Buffer::new();
@@ -119,7 +99,7 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     req.extend_from_slice(b"\r\n");
 
     let connection = head.headers.get("connection");
-    let trace = call.request.trace(call.shard);
+    let trace = x.request.trace(x.shard);
     let mut forwarded_for: Option<&[u8]> = None;
     for (name, value) in head.headers.iter() {
         let name = name.as_bytes();
@@ -141,7 +121,7 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
             forwarded_for = Some(value);
             continue;
         }
-        response::write_header(req, name, value);
+        respond::header(req, name, value);
     }
     req.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prior) = forwarded_for {
@@ -149,19 +129,19 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
         req.extend_from_slice(b", ");
     }
     let mut ip = [0u8; 64];
-    req.extend_from_slice(format_ip(&call.request.peer.ip(), &mut ip));
+    req.extend_from_slice(format_ip(&x.request.peer.ip(), &mut ip));
     req.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
-    req.extend_from_slice(digits.format(call.shard.listen_port).as_bytes());
+    req.extend_from_slice(digits.format(x.shard.listen_port).as_bytes());
     req.extend_from_slice(b"\r\nx-amzn-requestid: ");
-    req.extend_from_slice(call.request.request_id);
+    req.extend_from_slice(x.request.request_id);
     req.extend_from_slice(b"\r\n");
     if let Some(traceparent) = &trace.traceparent {
-        response::write_header(req, b"traceparent", traceparent);
+        respond::header(req, b"traceparent", traceparent);
     }
     if let Some(xray) = &trace.xray {
-        response::write_header(req, b"x-amzn-trace-id", xray);
+        respond::header(req, b"x-amzn-trace-id", xray);
     }
-    let body = call.request.body;
+    let body = x.request.body;
     if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
         req.extend_from_slice(b"content-length: ");
         req.extend_from_slice(digits.format(body.len()).as_bytes());
@@ -171,35 +151,8 @@ fn build_request(call: &Call<'_>, req: &mut Vec<u8>) {
     req.extend_from_slice(body);
 }
 
-/// Formats an IP address into `buf` without allocating.
-pub fn format_ip<'b>(ip: &std::net::IpAddr, buf: &'b mut [u8; 64]) -> &'b [u8] {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let n = cursor.position() as usize;
-    &buf[..n]
-}
-
-/// Writes the client response: the upstream's status and headers (minus hop-by-hop ones and
-/// those the gateway sets itself), `extra` if given, then the body.
-pub fn write_response(
-    response: &upstream::Response,
-    bufs: &UpstreamBuffers,
-    out: &mut Vec<u8>,
-    common: &Common<'_>,
-    extra: Option<(&[u8], &[u8])>,
-) {
-    response::start(out, common, response.status);
-    write_headers(bufs, out);
-    if let Some((name, value)) = extra {
-        response::write_header(out, name, value);
-    }
-    let content_length = if common.head_request { response.content_length } else { None };
-    response::finish(out, common, body(response, bufs), content_length);
-}
-
 /// The upstream response's body.
-pub fn body<'b>(response: &upstream::Response, bufs: &'b UpstreamBuffers) -> &'b [u8] {
+pub fn body<'b>(response: &client::Response, bufs: &'b UpstreamBuffers) -> &'b [u8] {
     match response.body {
         Body::Raw(start, end) => &bufs.resp[start..end],
         Body::Decoded => &bufs.body[..],
@@ -219,9 +172,9 @@ pub fn write_headers(bufs: &UpstreamBuffers, out: &mut Vec<u8>) {
         }
         if name.eq_ignore_ascii_case(b"x-amzn-requestid") {
             // AWS keeps the backend's value under a remapped name.
-            response::write_header(out, b"x-amzn-Remapped-x-amzn-RequestId", value);
+            respond::header(out, b"x-amzn-Remapped-x-amzn-RequestId", value);
             continue;
         }
-        response::write_header(out, name, value);
+        respond::header(out, name, value);
     }
 }

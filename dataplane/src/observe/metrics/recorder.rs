@@ -5,7 +5,7 @@
 //! channel and starts afresh, so merging happens off the shard.
 
 use crate::cache::store::HashedMap;
-use crate::trail::{CacheUse, Trail};
+use crate::observe::trail::{CacheUse, Trail};
 use hdrhistogram::Histogram;
 
 /// Longest latency a histogram tells apart (10 minutes); longer ones count as this.

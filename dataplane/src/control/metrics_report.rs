@@ -2,7 +2,7 @@
 //! own thread, for `controlctl metrics` and `controlctl top`. The totals are cumulative, so a
 //! lost report costs nothing but freshness; nothing is kept on disk.
 
-use crate::metrics::registry::{Method, Registry};
+use crate::observe::metrics::registry::{Method, Registry};
 use hdrhistogram::Histogram;
 use proto::grpc::{self, control_client::ControlClient};
 use std::sync::Arc;

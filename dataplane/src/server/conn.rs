@@ -5,18 +5,19 @@
 //! Memory per idle connection is one small read buffer and the small write buffer its first
 //! response needed; a buffer that grew for a large request is given back once it is done.
 
-use crate::gateway_response::{self, Kind};
+use super::stream::Stream;
+use crate::gateway::{self, Scratch};
+use crate::gateway_error::Kind;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::head::{self, Framing, Head, HeadError};
-use crate::pipeline;
-use crate::shard::{ConnEntry, ConnState, Shard};
-use crate::stats::ShardStats;
-use crate::upstream::UpstreamBuffers;
+use crate::respond;
+use crate::runtime::stats::ShardStats;
+use crate::shard::Shard;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRentExt;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -26,11 +27,61 @@ const INITIAL_BUFFER: usize = 2048;
 /// A buffer larger than this is replaced by a fresh small one between requests.
 const KEEP_BUFFER: usize = 64 * 1024;
 
+/// A shard's open connections, so the sweeper can close those past their deadline and a drain
+/// the idle ones.
+#[derive(Default)]
+pub struct Connections(RefCell<slab::Slab<ConnEntry>>);
+
+struct ConnEntry {
+    fd: RawFd,
+    state: Rc<ConnState>,
+}
+
+/// What the shard's sweeper needs to know about a connection, set by the connection itself.
+#[derive(Default)]
+struct ConnState {
+    /// True while the connection waits for the first byte of a next request.
+    idle: Cell<bool>,
+    /// Coarse time ([`crate::runtime::clock::CoarseClock::now_ms`]) after which the connection
+    /// is closed; 0 while the request is in the gateway (integrations bound themselves).
+    deadline_ms: Cell<u64>,
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+
+    /// Shuts down every connection whose deadline has passed: its pending read or write fails
+    /// and its task ends.
+    pub fn close_expired(&self, now_ms: u64) {
+        for (_, conn) in self.0.borrow().iter() {
+            let deadline = conn.state.deadline_ms.get();
+            if deadline != 0 && deadline <= now_ms {
+                conn.state.deadline_ms.set(0);
+                crate::runtime::sys::shutdown_both(conn.fd);
+            }
+        }
+    }
+
+    /// Shuts down the connections waiting for a next request (a drain).
+    pub fn close_idle(&self) {
+        for (_, conn) in self.0.borrow().iter() {
+            if conn.state.idle.get() {
+                crate::runtime::sys::shutdown_both(conn.fd);
+            }
+        }
+    }
+}
+
 /// Serves one accepted connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, conns: Rc<Connections>) {
     let state = Rc::new(ConnState::default());
-    let key = shard.conns.borrow_mut().insert(ConnEntry { fd: stream.as_raw_fd(), state: state.clone() });
+    let key = conns.0.borrow_mut().insert(ConnEntry { fd: stream.fd(), state: state.clone() });
     shard.stats.open_connections.fetch_add(1, Relaxed);
     let mut conn = Conn {
         stream,
@@ -42,13 +93,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
         // Allocated by the first response, so an idle connection holds only its read buffer.
         out: Vec::new(),
         body: Vec::new(),
-        upstream: UpstreamBuffers::default(),
+        scratch: Scratch::default(),
         pending: None,
         spans: Vec::new(),
         served: 0,
     };
     conn.run().await;
-    shard.conns.borrow_mut().remove(key);
+    conns.0.borrow_mut().remove(key);
     shard.stats.open_connections.fetch_sub(1, Relaxed);
 }
 
@@ -70,8 +121,8 @@ enum Next {
     CloseAfterError,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     peer: SocketAddr,
     shard: Rc<Shard>,
     state: Rc<ConnState>,
@@ -82,7 +133,8 @@ struct Conn {
     out: Vec<u8>,
     /// The decoded body of a chunked request.
     body: Vec<u8>,
-    upstream: UpstreamBuffers,
+    /// The gateway's buffers for integrations, reused from request to request.
+    scratch: Scratch,
     pending: Option<Pending>,
     /// Header positions of the head being answered (reused).
     spans: Vec<head::HeaderSpan>,
@@ -90,7 +142,7 @@ struct Conn {
     served: u64,
 }
 
-impl Conn {
+impl<S: Stream> Conn<S> {
     async fn run(&mut self) {
         // Deadline of the head being received, fixed when its first bytes arrive.
         let mut head_deadline: Option<u64> = None;
@@ -200,7 +252,7 @@ impl Conn {
                     let (head_len, expect) = (head.len, head.expect_continue);
                     self.pending = Some(Pending::Length { head_len, body_len: n as usize });
                     if expect && available == 0 {
-                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        respond::continue_100(&mut self.out);
                     }
                     return Next::Read;
                 }
@@ -210,7 +262,7 @@ impl Conn {
                     let pending =
                         Pending::Chunked { head_len, decoder: ChunkedDecoder::new(limits.max_body) };
                     if expect && available == 0 {
-                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        respond::continue_100(&mut self.out);
                     }
                     self.pending = Some(pending);
                     continue;
@@ -218,7 +270,7 @@ impl Conn {
             };
             let keep_alive = head.keep_alive;
             let body = &self.buf[body_start..body_end];
-            let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+            let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
             self.served += 1;
             self.start += consumed;
             if !(go_on && keep_alive) {
@@ -240,7 +292,7 @@ impl Conn {
         let keep_alive = head.keep_alive;
         let body =
             if chunked { &self.body[..] } else { &self.buf[self.start + head_len..self.start + consumed] };
-        let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.upstream).await;
+        let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
         self.served += 1;
         self.start += consumed;
         if chunked && self.body.capacity() > KEEP_BUFFER {
@@ -279,18 +331,7 @@ impl Conn {
     }
 
     fn write_error(&mut self, kind: Kind) {
-        let request_id = self.shard.ids.borrow_mut().next();
-        let date = *self.shard.date.borrow().get();
-        let trail = crate::trail::Trail::default();
-        let common = crate::http1::response::Common {
-            request_id: &request_id,
-            date: &date,
-            keep_alive: false,
-            http10: false,
-            head_request: false,
-            trail: &trail,
-        };
-        gateway_response::write(&mut self.out, kind, &common);
+        gateway::refuse(&self.shard, kind, &mut self.out);
         ShardStats::add(&self.shard.stats.requests, 1);
     }
 
@@ -358,7 +399,7 @@ fn head_error_kind(e: HeadError) -> Kind {
     }
 }
 
-/// Runs one request through the pipeline and appends its response. Returns false when the
+/// Runs one request through the gateway and appends its response. Returns false when the
 /// connection must close afterwards (the process is draining).
 async fn respond(
     shard: &Shard,
@@ -366,10 +407,10 @@ async fn respond(
     body: &[u8],
     peer: SocketAddr,
     out: &mut Vec<u8>,
-    upstream: &mut UpstreamBuffers,
+    scratch: &mut Scratch,
 ) -> bool {
     ShardStats::add(&shard.stats.requests, 1);
     let keep_alive = head.keep_alive && !shard.draining.get();
-    pipeline::handle(shard, head, body, peer, keep_alive, out, upstream).await;
+    gateway::handle(shard, head, body, peer, keep_alive, out, scratch).await;
     !shard.draining.get()
 }

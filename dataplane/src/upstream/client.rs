@@ -1,22 +1,20 @@
-//! The HTTP/1.1 client side: a per-shard pool of keep-alive connections to each upstream, and
-//! one request/response exchange over it.
+//! The HTTP/1.1 client side: one request/response exchange with an upstream, over a connection
+//! from the shard's [`Pool`] or a new one.
 //!
 //! A pooled connection may have been closed by the upstream while idle. When a reused
 //! connection fails before a single response byte arrives, the exchange is retried once on a
 //! fresh connection: the upstream cannot have processed a request it never answered on a
 //! connection it had already closed.
 
+use super::pool::Pool;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::response_head::{self, ResponseFraming, ResponseHead};
-use crate::shard::Shard;
-use crate::stats::ShardStats;
-use crate::sys;
+use crate::runtime::stats::ShardStats;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Largest upstream response head.
@@ -26,42 +24,6 @@ pub const MAX_RESPONSE_BODY: u64 = 10 * 1024 * 1024;
 /// Most interim (1xx) responses before the final one; a backend sending more is broken or
 /// hostile, and each one would otherwise cost a read and a parse.
 const MAX_INTERIM_RESPONSES: usize = 16;
-
-/// Idle keep-alive connections per upstream address, owned by one shard.
-pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<TcpStream>>,
-    max_idle: usize,
-    /// Idle connections over all upstreams.
-    len: usize,
-}
-
-impl Pool {
-    pub fn new(max_idle: usize) -> Self {
-        Pool { idle: HashMap::new(), max_idle, len: 0 }
-    }
-
-    /// An idle connection to `addr` that is still clean (see [`sys::idle_connection_is_clean`]);
-    /// the unclean ones met on the way are closed and counted.
-    fn take(&mut self, addr: SocketAddr, stats: &ShardStats) -> Option<TcpStream> {
-        let idle = self.idle.get_mut(&addr)?;
-        while let Some(stream) = idle.pop() {
-            self.len -= 1;
-            if sys::idle_connection_is_clean(stream.as_raw_fd()) {
-                return Some(stream);
-            }
-            ShardStats::add(&stats.upstream_unclean, 1);
-        }
-        None
-    }
-
-    fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
-        let idle = self.idle.entry(addr).or_default();
-        if idle.len() < self.max_idle {
-            idle.push(stream);
-            self.len += 1;
-        }
-    }
-}
 
 /// Buffers an exchange uses, owned by the client connection and reused for each request.
 #[derive(Default)]
@@ -119,9 +81,16 @@ pub enum UpstreamError {
     Malformed,
 }
 
+/// Where an exchange gets its connection and counts what it did: the shard's pool and stats.
+#[derive(Clone, Copy)]
+pub struct Client<'s> {
+    pub pool: &'s RefCell<Pool>,
+    pub stats: &'s ShardStats,
+}
+
 /// Sends `bufs.req` to `addr` and reads the response into `bufs`.
 pub async fn exchange(
-    shard: &Shard,
+    client: Client<'_>,
     addr: SocketAddr,
     bufs: &mut UpstreamBuffers,
     head_request: bool,
@@ -129,15 +98,15 @@ pub async fn exchange(
 ) -> Result<Response, UpstreamError> {
     for attempt in 0..2 {
         let pooled = {
-            let mut pool = shard.upstreams.borrow_mut();
-            let pooled = pool.take(addr, &shard.stats);
-            shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
+            let mut pool = client.pool.borrow_mut();
+            let pooled = pool.take(addr, client.stats);
+            client.stats.upstream_idle.store(pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
             pooled
         };
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(stream) => {
-                ShardStats::add(&shard.stats.upstream_reused, 1);
+                ShardStats::add(&client.stats.upstream_reused, 1);
                 stream
             }
             None => {
@@ -147,7 +116,7 @@ pub async fn exchange(
                     _ => return Err(UpstreamError::Connect),
                 };
                 let _ = stream.set_nodelay(true);
-                ShardStats::add(&shard.stats.upstream_opened, 1);
+                ShardStats::add(&client.stats.upstream_opened, 1);
                 stream
             }
         };
@@ -163,12 +132,12 @@ pub async fn exchange(
         match read_response(&mut stream, bufs, head_request).await {
             Ok((response, after)) => {
                 if after == AfterResponse::Unclean {
-                    ShardStats::add(&shard.stats.upstream_unclean, 1);
+                    ShardStats::add(&client.stats.upstream_unclean, 1);
                 }
                 if after == AfterResponse::Reusable {
-                    let mut pool = shard.upstreams.borrow_mut();
+                    let mut pool = client.pool.borrow_mut();
                     pool.put(addr, stream);
-                    shard.stats.upstream_idle.store(pool.len as u64, std::sync::atomic::Ordering::Relaxed);
+                    client.stats.upstream_idle.store(pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 return Ok(response);
             }

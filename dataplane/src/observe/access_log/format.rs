@@ -3,7 +3,7 @@
 //! format stays JSON (`"` and `\` get a backslash, control bytes become `\xNN`); a value the
 //! request does not have is `-`, as in AWS.
 
-use crate::gateway_response::Kind;
+use crate::gateway_error::Kind;
 use proto::table::{ArchivedLogPart, ArchivedLogVar};
 use std::net::IpAddr;
 
@@ -49,7 +49,7 @@ pub fn render(format: &[ArchivedLogPart], line: &Line<'_>, out: &mut Vec<u8>) {
             }
             ArchivedLogVar::SourceIp => {
                 let mut ip = [0u8; 64];
-                out.extend_from_slice(crate::proxy::format_ip(&line.source_ip, &mut ip));
+                out.extend_from_slice(crate::http1::fields::format_ip(&line.source_ip, &mut ip));
             }
             ArchivedLogVar::UserAgent => value(out, line.user_agent),
             ArchivedLogVar::ApiKeyId => value(out, line.api_key_id.map(str::as_bytes)),

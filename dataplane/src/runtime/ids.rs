@@ -12,7 +12,7 @@ impl RequestIds {
     }
 
     /// The next id as 36 ASCII bytes: `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
-    pub fn next(&mut self) -> [u8; 36] {
+    pub fn next_id(&mut self) -> [u8; 36] {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let a = splitmix(self.state);
         let b = splitmix(a ^ self.state.rotate_left(32));
@@ -47,7 +47,7 @@ mod tests {
         let mut ids = super::RequestIds::new(42);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let id = ids.next();
+            let id = ids.next_id();
             assert_eq!(id[14], b'4');
             assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'));
             assert!(seen.insert(id));

@@ -1,0 +1,144 @@
+//! A shard's thread: pinned to one core, with its own io_uring ring (or epoll) and its own
+//! `SO_REUSEPORT` listener. It accepts connections, runs the sweeper (one timer for the whole
+//! shard), and drains on shutdown. The state requests touch is [`crate::shard::Shard`].
+
+use crate::config::Settings;
+use crate::observe::access_log::{LogStats, ShardLog, ToWriter};
+use crate::observe::metrics::recorder::{Export, Recorder};
+use crate::runtime::driver::{run_with_driver, IoDriver};
+use crate::runtime::stats::ShardStats;
+use crate::server::conn::{self, Connections};
+use crate::shard::{Shard, ShardParts};
+use crate::table::LoadedTable;
+use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the sweeper runs: the precision of every client timeout.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Ticks between metric exports (one second).
+const METRICS_EXPORT_TICKS: u64 = 10;
+
+/// What a shard thread is given.
+pub struct ShardSpec {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    pub driver: IoDriver,
+    pub listener: std::net::TcpListener,
+    pub settings: Arc<Settings>,
+    pub table: Option<Arc<LoadedTable>>,
+    pub stats: Arc<ShardStats>,
+    /// Set by the signal thread when the process must stop.
+    pub stopping: Arc<AtomicBool>,
+    /// New tables from the control-plane link.
+    pub table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
+    /// Where the shard's metrics go once a second.
+    pub metrics: crossbeam_channel::Sender<Vec<Export>>,
+    /// Where the shard's access log lines go every tick.
+    pub access_log: (crossbeam_channel::Sender<ToWriter>, Arc<LogStats>),
+}
+
+/// Runs a shard to completion on the current thread: picks the driver, serves until the
+/// process stops, then drains.
+pub fn run(spec: ShardSpec) -> io::Result<()> {
+    if let Some(cpu) = spec.cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            eprintln!("warning: shard {}: cannot pin to cpu {cpu}: {e}", spec.index);
+        }
+    }
+    let _ = spec.stats.cpu.set(spec.cpu);
+    let stats = spec.stats.clone();
+    let driver = spec.driver;
+    let serve = move || serve(spec);
+    let (_name, result) = run_with_driver(driver, serve, |name| {
+        let _ = stats.driver.set(name);
+    })?;
+    result
+}
+
+async fn serve(spec: ShardSpec) -> io::Result<()> {
+    let listen_port = spec.listener.local_addr()?.port();
+    let listener = monoio::net::TcpListener::from_std(spec.listener)?;
+    let shard = Rc::new(Shard::new(ShardParts {
+        index: spec.index,
+        settings: spec.settings.clone(),
+        table: spec.table,
+        stats: spec.stats.clone(),
+        listen_port,
+        metrics: Recorder::new(spec.metrics.clone()),
+        access_log: ShardLog::new(spec.access_log.0.clone(), spec.access_log.1.clone()),
+    }));
+    let conns = Rc::new(Connections::default());
+    monoio::spawn(sweep(shard.clone(), conns.clone(), spec.table_updates.clone()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if spec.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                ShardStats::add(&shard.stats.accepted_connections, 1);
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(conn::serve(stream, peer, shard.clone(), conns.clone()));
+            }
+            Err(e) => {
+                if spec.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                // EMFILE and friends: back off instead of spinning; the connection stays in
+                // the backlog until a descriptor frees up.
+                eprintln!("warning: shard {}: accept failed: {e}", shard.index);
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    drop(listener);
+    drain(&shard, &conns).await;
+    Ok(())
+}
+
+/// Every [`TICK`]: swaps in a new table if one arrived, lets the shard do its upkeep (coarse
+/// clock, `Date`, cache map, access log), and closes connections past their deadline; once a
+/// second, exports the shard's metrics. One timer for the whole shard, instead of one per
+/// read; the request path never polls anything.
+async fn sweep(
+    shard: Rc<Shard>,
+    conns: Rc<Connections>,
+    table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
+) {
+    let mut ticks: u64 = 0;
+    loop {
+        monoio::time::sleep(TICK).await;
+        ticks += 1;
+        if ticks.is_multiple_of(METRICS_EXPORT_TICKS) {
+            shard.metrics.borrow_mut().export();
+        }
+        shard.swap_table(&table_updates);
+        shard.tick();
+        conns.close_expired(shard.clock.now_ms());
+        if shard.draining.get() && conns.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Stops the shard gracefully: idle connections close now, busy ones finish their current
+/// request (answered with `connection: close`) until the shutdown deadline.
+async fn drain(shard: &Shard, conns: &Connections) {
+    shard.draining.set(true);
+    conns.close_idle();
+    let deadline = Instant::now() + shard.settings.shutdown_timeout;
+    while !conns.is_empty() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = conns.len();
+    if left > 0 {
+        eprintln!(
+            "shard {}: shutdown deadline passed with {left} connection(s) open; closing them",
+            shard.index
+        );
+    }
+    // The last requests' log lines and metrics, which the next tick would have handed over.
+    shard.flush();
+}
