@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== unit tests"
 cargo test --workspace --locked --exclude gateway-tests
 
+echo "== layering (each module uses only the layers below it)"
+cargo test -p gateway-tests --test layering --locked
+
 for driver in uring epoll; do
   echo "== end-to-end tests, io driver: $driver"
   GATEWAY_IO_DRIVER=$driver cargo test -p gateway-tests --test e2e --locked

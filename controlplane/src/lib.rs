@@ -1,10 +1,8 @@
 //! The control plane: owns desired state, validates it and compiles it into routing tables.
 //!
 //! - [`manifest`]: the YAML object model and its strict, located parsing.
-//! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked.
-//! - [`access_log`]: a stage's access log destination and line format.
-//! - [`cache_settings`]: stage caches and per-method cache settings into the table.
-//! - [`usage_plans`]: usage plans and API keys into the table (per-key buckets, quotas).
+//! - [`compile`]: manifest to [`proto::table::Table`], with every reference checked: one file
+//!   per object (stages, routes, cache settings, usage plans and keys, access logs).
 //! - [`state`]: the desired state and the operations on it (apply, delete, deploy, rollback).
 //! - [`store`]: durable storage of the state (atomic replace with fsync).
 //! - [`usage`]: durable quota usage reported by the data planes (fsynced log + snapshot).
@@ -12,8 +10,6 @@
 //! - [`metrics_table`]: the per-method table `controlctl metrics` and `top` print.
 //! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
-pub mod access_log;
-pub mod cache_settings;
 pub mod compile;
 pub mod manifest;
 pub mod metrics;
@@ -22,7 +18,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod usage;
-pub mod usage_plans;
 
 use manifest::{Manifest, ManifestError};
 use std::path::{Path, PathBuf};

@@ -5,11 +5,11 @@
 //! verifies the table), store it durably, then publish the table to every watching data
 //! plane. A change is acknowledged only after it is stored.
 
+use crate::compile::usage_plans::quota_rule;
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::state::{Change, Outcome, Refusal, State};
 use crate::store::Store;
 use crate::usage::{self, UsageStore};
-use crate::usage_plans::quota_rule;
 use proto::grpc;
 use proto::grpc::control_server::Control;
 use proto::quota::Rule;

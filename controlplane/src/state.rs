@@ -247,7 +247,7 @@ impl State {
             // Keys are stored hashed. Without a value, keep the stored one or generate one,
             // shown once.
             key_doc.value = match key_doc.value.take() {
-                Some(v) => match crate::usage_plans::stored_value(&v) {
+                Some(v) => match crate::compile::usage_plans::stored_value(&v) {
                     Ok(stored) => Some(stored),
                     Err(message) => {
                         let line = Some(k.line_of("value"));
@@ -265,7 +265,7 @@ impl State {
                     _ => {
                         let v = generate_key(&key_doc.name, now_ms);
                         generated_keys.push((key_doc.name.clone(), v.clone()));
-                        crate::usage_plans::stored_value(&v).ok()
+                        crate::compile::usage_plans::stored_value(&v).ok()
                     }
                 },
             };

@@ -4,9 +4,9 @@
 //! client never delays a health probe. A connection has [`REQUEST_DEADLINE`] in all to send its
 //! request, however it drips it.
 
-use crate::control::usage_report::CurrentTable;
 use crate::observe::metrics::registry::{Method, Registry};
 use crate::runtime::stats::ShardStats;
+use crate::table::CurrentTable;
 use crate::table::LoadedTable;
 use std::fmt::Write as _;
 use std::io::{Read, Write};

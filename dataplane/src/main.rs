@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
 
     let stats: Vec<Arc<stats::ShardStats>> = (0..shard_count).map(|_| Arc::default()).collect();
-    let current_table: usage_report::CurrentTable = Arc::new(Mutex::new(table.clone()));
+    let current_table: dataplane::table::CurrentTable = Arc::new(Mutex::new(table.clone()));
     let (metrics, metrics_exports) = dataplane::observe::metrics::registry::Registry::new();
     let log_stats = Arc::new(dataplane::observe::access_log::LogStats::default());
     let reopen_logs = Arc::new(AtomicBool::new(false));

@@ -17,8 +17,8 @@
 //! so evicted memory comes back within a tick even under key churn. Pure apart from the
 //! mutex: `now` is always an argument.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+pub use crate::runtime::hashed::HashedMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -198,26 +198,6 @@ impl Drop for FillTicket {
         let _ = self.fill.result.set(None);
     }
 }
-
-/// Keys are already hashes: no second hashing.
-#[derive(Default)]
-pub struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
 /// Where and for how long a fetched response goes.
 struct Put<'k> {

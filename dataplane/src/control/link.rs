@@ -6,8 +6,8 @@
 //! Protobuf types stay in this module: shards only ever see [`LoadedTable`].
 
 use crate::admin::AdminState;
-use crate::control::usage_report::CurrentTable;
 use crate::runtime::stats::ShardStats;
+use crate::table::CurrentTable;
 use crate::table::LoadedTable;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;

@@ -11,22 +11,19 @@
 //! through it when a state directory is given.
 
 use crate::limits::quota;
-use crate::table::LoadedTable;
+use crate::table::{CurrentTable, LoadedTable};
 use prost::Message;
 use proto::grpc;
 use proto::grpc::control_client::ControlClient;
 use proto::quota::Rule;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// How often usage is collected and reported.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 const PENDING_FILE: &str = "usage-pending.bin";
-
-/// The table the shards serve, as the usage reporter sees it (set by whoever publishes).
-pub type CurrentTable = Arc<Mutex<Option<Arc<LoadedTable>>>>;
 
 /// `(key, plan, period start)`.
 type PeriodKey = (String, String, i64);

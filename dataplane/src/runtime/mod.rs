@@ -1,9 +1,10 @@
 //! What every layer stands on: the only `unsafe` ([`sys`]), per-shard counters ([`stats`]),
-//! the coarse clock ([`clock`]), request ids ([`ids`]), random numbers ([`random`]) and the
+//! the coarse clock ([`clock`]), maps keyed by hashes ([`hashed`]), request ids ([`ids`]), random numbers ([`random`]) and the
 //! io driver a shard runs on ([`driver`]).
 
 pub mod clock;
 pub mod driver;
+pub mod hashed;
 pub mod ids;
 pub mod random;
 pub mod stats;

@@ -11,7 +11,11 @@ use proto::table::{self, ArchivedTable, TableBytes};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// The table the shards serve (or are about to), as the admin port and the reporters see it
+/// (set by whoever publishes).
+pub type CurrentTable = Arc<Mutex<Option<Arc<LoadedTable>>>>;
 
 pub struct LoadedTable {
     bytes: TableBytes,

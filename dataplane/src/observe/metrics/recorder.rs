@@ -4,8 +4,8 @@
 //! shard's tick hands what it recorded to the [`Registry`](super::registry::Registry) over a
 //! channel and starts afresh, so merging happens off the shard.
 
-use crate::cache::store::HashedMap;
 use crate::observe::trail::{CacheUse, Trail};
+use crate::runtime::hashed::HashedMap;
 use hdrhistogram::Histogram;
 
 /// Longest latency a histogram tells apart (10 minutes); longer ones count as this.

@@ -1,7 +1,7 @@
 //! Compiles cache settings: a stage's cache (AWS: its cache cluster and the stage-wide `*/*`
 //! method settings) and each method's override and `cacheKeyParameters`.
 
-use crate::compile::{stable_id, Errors};
+use super::common::{stable_id, Errors};
 use crate::manifest::{self, Located, UnauthorizedHandling};
 use proto::table::{self, CacheKeyPart, Method, UnauthorizedInvalidation};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! per-method throttles as buckets of its own (AWS throttles usage plans per client), and the
 //! plan's quota, which the data planes count per key.
 
-use crate::compile::{add_limit, check_throttle, stable_id, valid_name, Errors};
+use super::common::{add_limit, check_throttle, stable_id, valid_name, Errors};
 use crate::manifest::{self, Located, Manifest, QuotaPeriod};
 use proto::quota;
 use proto::table::{self, KeyMethodLimit, Stage};
