@@ -50,13 +50,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The top-level modules a file names through `crate::`, including those in `use crate::{a,
 /// b::c}` groups.
 fn crate_references(text: &str) -> BTreeSet<String> {
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let code: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
     let mut found = BTreeSet::new();
-    let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let ident =
+        |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
@@ -93,7 +91,8 @@ fn violations(src: &Path, layers: &[&str]) -> Vec<String> {
             continue;
         }
         let Some(own) = rank(module) else {
-            problems.push(format!("{}: module `{module}` has no place in the layer list", relative.display()));
+            problems
+                .push(format!("{}: module `{module}` has no place in the layer list", relative.display()));
             continue;
         };
         let text = std::fs::read_to_string(&file).unwrap();
@@ -103,10 +102,8 @@ fn violations(src: &Path, layers: &[&str]) -> Vec<String> {
             }
             match rank(&used) {
                 Some(r) if r < own => {}
-                Some(_) => problems.push(format!(
-                    "{}: `{module}` uses `{used}`, which is not below it",
-                    relative.display()
-                )),
+                Some(_) => problems
+                    .push(format!("{}: `{module}` uses `{used}`, which is not below it", relative.display())),
                 // A name at the crate root that is not a module (a function of lib.rs).
                 None => {}
             }
