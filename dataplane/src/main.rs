@@ -4,6 +4,8 @@ use clap::Parser;
 use dataplane::admin;
 use dataplane::config::Settings;
 use dataplane::control::{link as control_link, usage_report};
+use dataplane::http1::head::Limits;
+use dataplane::observe::logging;
 use dataplane::runtime::driver::IoDriver;
 use dataplane::runtime::{stats, sys};
 use dataplane::server::shard::{self, ShardSpec};
@@ -66,14 +68,56 @@ struct Cli {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout_secs: u64,
+    /// Milliseconds to wait for a TCP connection to an upstream (a route's own timeout, if
+    /// shorter, bounds it too).
+    #[arg(long, default_value_t = 5000)]
+    connect_timeout_ms: u64,
+    /// Idle keep-alive connections kept per upstream address on each shard.
+    #[arg(long, default_value_t = 256)]
+    max_idle_per_upstream: usize,
+    /// Longest request target (path and query), in bytes; longer is 414 (AWS: 10,240).
+    #[arg(long, default_value_t = Limits::default().max_uri)]
+    max_uri_bytes: usize,
+    /// Largest request header section, in bytes; larger is 431 (AWS: 10,240).
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Largest request body, in bytes; larger is 413 (AWS: 10 MB).
+    #[arg(long, default_value_t = Limits::default().max_body)]
+    max_body_bytes: u64,
+    /// Least severe log lines written to stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// How log lines are written.
+    #[arg(long, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_level.filter(), cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            log::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -84,9 +128,9 @@ fn run(cli: Cli) -> Result<(), String> {
     // receives SIGTERM/SIGINT/SIGHUP.
     sys::block_signals().map_err(|e| format!("blocking signals: {e}"))?;
     match sys::raise_fd_limit() {
-        Ok(n) if n < 16_384 => eprintln!("warning: open-file limit is {n}; raise it for more connections"),
+        Ok(n) if n < 16_384 => log::warn!("open-file limit is {n}; raise it for more connections"),
         Ok(_) => {}
-        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
 
     let settings = Arc::new(Settings {
@@ -94,7 +138,13 @@ fn run(cli: Cli) -> Result<(), String> {
         idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
         body_timeout: Duration::from_secs(cli.body_timeout_secs),
         shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
-        ..Settings::default()
+        connect_timeout: Duration::from_millis(cli.connect_timeout_ms),
+        max_idle_per_upstream: cli.max_idle_per_upstream,
+        limits: Limits {
+            max_uri: cli.max_uri_bytes,
+            max_header_bytes: cli.max_header_bytes,
+            max_body: cli.max_body_bytes,
+        },
     });
     let state_dir = match (&cli.state_dir, &cli.control_plane) {
         (Some(dir), _) => Some(dir.clone()),
@@ -114,7 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let dir = state_dir.as_deref().ok_or("a state directory")?;
             let persisted = control_link::load_persisted(dir, shard_count);
             if let Some(t) = &persisted {
-                eprintln!(
+                log::info!(
                     "serving persisted table version {} from {} until the control plane answers",
                     t.get().version,
                     dir.display()
@@ -127,7 +177,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let table = LoadedTable::load(&bytes, None, shard_count)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            eprintln!(
+            log::info!(
                 "loaded table version {} ({} bytes, {} stage(s)) from {}",
                 table.get().version,
                 table.size_bytes(),
@@ -216,7 +266,7 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     for (i, s) in stats.iter().enumerate() {
         let cpu = s.cpu.get().copied().flatten().map_or("unpinned".to_string(), |c| format!("cpu {c}"));
-        eprintln!("shard {i}: {} on {cpu}", s.driver.get().copied().unwrap_or("?"));
+        log::info!("shard {i}: {} on {cpu}", s.driver.get().copied().unwrap_or("?"));
     }
     println!("admin on {admin_addr}");
     println!("listening on {listen_addr}");
@@ -263,10 +313,10 @@ fn run(cli: Cli) -> Result<(), String> {
             if sig == libc::SIGHUP {
                 // After logrotate: the writer opens every access log file afresh.
                 reopen_logs.store(true, Ordering::Release);
-                eprintln!("signal {sig}: reopening access logs");
+                log::info!("signal {sig}: reopening access logs");
                 continue;
             }
-            eprintln!("signal {sig}: stopping; in-flight requests may finish");
+            log::info!("signal {sig}: stopping; in-flight requests may finish");
             stopping.store(true, Ordering::Release);
             for fd in &listener_fds {
                 sys::shutdown_read(*fd);
@@ -280,7 +330,7 @@ fn run(cli: Cli) -> Result<(), String> {
         match handle.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                eprintln!("error: shard stopped: {e}");
+                log::error!("shard stopped: {e}");
                 failed = true;
             }
             Err(_) => failed = true,
@@ -291,7 +341,7 @@ fn run(cli: Cli) -> Result<(), String> {
     reporter.flush_and_stop(Duration::from_secs(5));
     drop(log_queue);
     log_writer.stop();
-    eprintln!("stopped");
+    log::info!("stopped");
     if failed {
         Err("a shard failed".into())
     } else {

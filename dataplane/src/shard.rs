@@ -8,6 +8,7 @@ use crate::cache::local::LocalCache;
 use crate::config::Settings;
 use crate::http1::date::DateCache;
 use crate::observe::access_log::ShardLog;
+use crate::observe::logging::RateLimited;
 use crate::observe::metrics::recorder::Recorder;
 use crate::runtime::clock::CoarseClock;
 use crate::runtime::ids::RequestIds;
@@ -42,6 +43,8 @@ pub struct Shard {
     pub access_log: RefCell<ShardLog>,
     /// `$context.requestTime` of the current second: `(unix second, text)`.
     request_time: Cell<(i64, [u8; 26])>,
+    /// Lines saying why an integration failed (502, 504): at most one a second.
+    pub integration_errors: RateLimited,
 }
 
 /// What a shard's state is made from.
@@ -83,6 +86,7 @@ impl Shard {
             metrics: RefCell::new(parts.metrics),
             access_log: RefCell::new(parts.access_log),
             request_time: Cell::new((i64::MIN, [0; 26])),
+            integration_errors: RateLimited::default(),
         }
     }
 

@@ -78,7 +78,7 @@ pub fn load_persisted(state_dir: &Path, shards: usize) -> Option<LoadedTable> {
     match LoadedTable::load(&bytes, None, shards) {
         Ok(table) => Some(table),
         Err(e) => {
-            eprintln!("warning: ignoring persisted table {}: {e}", path.display());
+            log::warn!("ignoring persisted table {}: {e}", path.display());
             None
         }
     }
@@ -89,7 +89,7 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: control-plane link: {e}");
+            log::error!("control-plane link: {e}");
             return;
         }
     };
@@ -98,8 +98,8 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
         loop {
             let started = Instant::now();
             match session(&config, &mut publisher).await {
-                Ok(()) => eprintln!("control plane closed the stream; reconnecting"),
-                Err(e) => eprintln!("control plane {}: {e}; retrying in {backoff:?}", config.url),
+                Ok(()) => log::info!("control plane closed the stream; reconnecting"),
+                Err(e) => log::info!("control plane {}: {e}; retrying in {backoff:?}", config.url),
             }
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
@@ -111,15 +111,7 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
 }
 
 async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
-        .map_err(|e| format!("bad URL: {e}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut client = ControlClient::new(channel).max_decoding_message_size(256 << 20);
+    let mut client = super::client::connect(&config.url, super::client::Use::Watch).await?;
     let have = publisher.shard_versions().into_iter().min().unwrap_or(0);
     let request = grpc::WatchRequest {
         dataplane_id: config.id.clone(),
@@ -127,7 +119,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
         have_version: have,
     };
     let mut stream = client.watch(request).await.map_err(|e| e.message().to_string())?.into_inner();
-    eprintln!("connected to control plane {} as {}", config.url, config.id);
+    log::info!("connected to control plane {} as {}", config.url, config.id);
     ack(&mut client, config, publisher).await?;
     while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
         let started = Instant::now();
@@ -137,12 +129,12 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
             Err(e) => {
                 // The control plane verifies tables before publishing, so this is a bug or a
                 // corrupted transfer; keep serving the current table.
-                eprintln!("error: refusing table version {}: {e}", update.version);
+                log::error!("refusing table version {}: {e}", update.version);
                 continue;
             }
         };
         if let Err(e) = proto::durable_file::write(&config.state_dir.join("table.bin"), &update.table) {
-            eprintln!("warning: cannot persist table version {}: {e}", update.version);
+            log::warn!("cannot persist table version {}: {e}", update.version);
         }
         let retired = publisher.publish(table);
         let version = update.version;
@@ -153,7 +145,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
         }
         drop(retired);
         ack(&mut client, config, publisher).await?;
-        eprintln!(
+        log::info!(
             "serving table version {version} ({} ms from receipt to every shard)",
             started.elapsed().as_millis()
         );

@@ -39,7 +39,7 @@ async fn run(reporter: MetricsReporter) {
             methods,
         };
         if client.is_none() {
-            client = connect(&reporter.control_plane).await;
+            client = super::client::connect(&reporter.control_plane, super::client::Use::Report).await.ok();
         }
         if let Some(c) = client.as_mut() {
             if c.report_metrics(report).await.is_err() {
@@ -48,17 +48,6 @@ async fn run(reporter: MetricsReporter) {
             }
         }
     }
-}
-
-async fn connect(url: &str) -> Option<ControlClient<tonic::transport::Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?;
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(3))
-        .connect()
-        .await
-        .ok()?;
-    Some(ControlClient::new(channel))
 }
 
 fn to_proto(m: &Method) -> grpc::MethodMetrics {

@@ -255,7 +255,7 @@ impl ReporterHandle {
     pub fn flush_and_stop(&self, timeout: Duration) {
         let (done_tx, done_rx) = mpsc::channel();
         if self.stop.send(done_tx).is_ok() && done_rx.recv_timeout(timeout).is_err() {
-            eprintln!("warning: quota usage flush did not finish in {timeout:?}");
+            log::warn!("quota usage flush did not finish in {timeout:?}");
         }
     }
 }
@@ -265,7 +265,7 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
     let pending = match &pending_path {
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => grpc::PendingUsage::decode(bytes.as_slice()).unwrap_or_else(|e| {
-                eprintln!("warning: ignoring unreadable {}: {e}", path.display());
+                log::warn!("ignoring unreadable {}: {e}", path.display());
                 grpc::PendingUsage::default()
             }),
             Err(_) => grpc::PendingUsage::default(),
@@ -338,7 +338,7 @@ impl Reporter {
             if let Err(e) = self.exchange(now).await {
                 // Reported once per outage, not once a second.
                 if self.client.is_some() {
-                    eprintln!("warning: quota usage not reported ({e}); keeping it until it is");
+                    log::warn!("quota usage not reported ({e}); keeping it until it is");
                 }
                 self.client = None;
             }
@@ -363,14 +363,7 @@ impl Reporter {
     async fn exchange(&mut self, now: i64) -> Result<(), String> {
         if self.client.is_none() {
             let url = self.config.control_plane.clone().unwrap_or_default();
-            let channel = tonic::transport::Endpoint::from_shared(url)
-                .map_err(|e| e.to_string())?
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(3))
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.client = Some(ControlClient::new(channel).max_decoding_message_size(256 << 20));
+            self.client = Some(super::client::connect(&url, super::client::Use::Report).await?);
         }
         let client = self.client.as_mut().ok_or("no client")?;
         // Drain the outbox: a backlog (after an outage) goes out report by report.
@@ -401,7 +394,7 @@ impl Reporter {
         };
         match result {
             Ok(()) => self.saved = Some(pending),
-            Err(e) => eprintln!("warning: cannot keep pending quota usage in {}: {e}", path.display()),
+            Err(e) => log::warn!("cannot keep pending quota usage in {}: {e}", path.display()),
         }
     }
 }

@@ -54,6 +54,18 @@ pub enum ResponseHeadError {
     TooLarge,
 }
 
+impl ResponseHeadError {
+    /// What was wrong, for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResponseHeadError::Syntax(why) => why,
+            ResponseHeadError::MalformedContentLength => "malformed Content-Length",
+            ResponseHeadError::AmbiguousFraming => "both Content-Length and Transfer-Encoding",
+            ResponseHeadError::TooLarge => "a Content-Length over the body limit",
+        }
+    }
+}
+
 /// Parses the response head at the start of `buf`, recording header offsets in `headers`
 /// (cleared first). `Ok(None)`: more bytes are needed.
 pub fn parse(

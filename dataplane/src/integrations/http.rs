@@ -5,7 +5,7 @@ use crate::exchange::{Exchange, Routed};
 use crate::gateway_error::Kind;
 use crate::http1::fields::{format_ip, is_hop_by_hop, named_by_connection};
 use crate::respond;
-use crate::upstream::client::{self, Body, Client, UpstreamBuffers, UpstreamError};
+use crate::upstream::client::{self, Body, Client, UpstreamBuffers};
 use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
 use std::time::Duration;
 
@@ -40,16 +40,36 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
             trail.integration_status.set(response.status);
             Ok(response)
         }
-        Ok(Err(UpstreamError::Connect | UpstreamError::Io | UpstreamError::Malformed)) => {
+        Ok(Err(error)) => {
             bufs.trim();
+            log_failure(call, 502, &error);
             Err(Kind::IntegrationFailure)
         }
         Err(_elapsed) => {
             // The exchange was dropped mid-way; its connection is gone with it.
             bufs.trim();
+            log_failure(call, 504, &format_args!("no response within {timeout:?}"));
             Err(Kind::IntegrationTimeout)
         }
     }
+}
+
+/// Says why a request got a 502 or 504: at most one line a second per shard, with a count of
+/// the lines held back.
+fn log_failure(call: &Call<'_, '_>, status: u16, cause: &dyn std::fmt::Display) {
+    let x = call.exchange;
+    let Some(held_back) = x.shard.integration_errors.allow(x.shard.clock.now_ms()) else { return };
+    let (stage, route) = (call.routed.stage, call.routed.route);
+    let upstream = &x.table.get().upstreams[call.integration.upstream.to_native() as usize];
+    let more = if held_back > 0 { format!(" ({held_back} more since the last line)") } else { String::new() };
+    log::warn!(
+        "{}/{} {}: {status} from upstream {}:{}: {cause}{more}",
+        stage.api,
+        stage.name,
+        route.key,
+        upstream.host,
+        upstream.port
+    );
 }
 
 /// How long the integration may take.

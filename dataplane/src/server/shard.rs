@@ -45,7 +45,7 @@ pub struct ShardSpec {
 pub fn run(spec: ShardSpec) -> io::Result<()> {
     if let Some(cpu) = spec.cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-            eprintln!("warning: shard {}: cannot pin to cpu {cpu}: {e}", spec.index);
+            log::warn!("shard {}: cannot pin to cpu {cpu}: {e}", spec.index);
         }
     }
     let _ = spec.stats.cpu.set(spec.cpu);
@@ -88,7 +88,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
                 }
                 // EMFILE and friends: back off instead of spinning; the connection stays in
                 // the backlog until a descriptor frees up.
-                eprintln!("warning: shard {}: accept failed: {e}", shard.index);
+                log::warn!("shard {}: accept failed: {e}", shard.index);
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -134,7 +134,7 @@ async fn drain(shard: &Shard, conns: &Connections) {
     }
     let left = conns.len();
     if left > 0 {
-        eprintln!(
+        log::warn!(
             "shard {}: shutdown deadline passed with {left} connection(s) open; closing them",
             shard.index
         );

@@ -58,10 +58,7 @@ impl LoadedTable {
                 let host = u.host.as_str().trim_start_matches('[').trim_end_matches(']');
                 let resolved = (host, u.port.to_native()).to_socket_addrs().ok().and_then(|mut a| a.next());
                 if resolved.is_none() {
-                    eprintln!(
-                        "warning: upstream {}:{} does not resolve; its routes answer 502",
-                        u.host, u.port
-                    );
+                    log::warn!("upstream {}:{} does not resolve; its routes answer 502", u.host, u.port);
                 }
                 resolved
             })

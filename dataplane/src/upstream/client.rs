@@ -71,14 +71,29 @@ pub struct Response {
     pub content_length: Option<u64>,
 }
 
+/// Why an exchange failed, with its cause (for the log line a 502 gets).
 #[derive(Debug)]
 pub enum UpstreamError {
-    /// No connection could be made (refused, unreachable, connect timeout).
-    Connect,
-    /// The connection failed mid-exchange.
-    Io,
-    /// The upstream's bytes are not a valid HTTP/1.1 response (or too large a one).
-    Malformed,
+    /// No connection could be made: refused, unreachable, or `None` for the connect timeout.
+    Connect(Option<std::io::ErrorKind>),
+    /// The connection failed mid-exchange (`UnexpectedEof`: closed before a response).
+    Io(std::io::ErrorKind),
+    /// The upstream's bytes are not a valid HTTP/1.1 response (or too large a one): why.
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(None) => write!(f, "connect timed out"),
+            UpstreamError::Connect(Some(kind)) => write!(f, "connect failed: {kind}"),
+            UpstreamError::Io(std::io::ErrorKind::UnexpectedEof) => {
+                write!(f, "closed before a complete response")
+            }
+            UpstreamError::Io(kind) => write!(f, "connection failed: {kind}"),
+            UpstreamError::Malformed(why) => write!(f, "malformed response: {why}"),
+        }
+    }
 }
 
 /// Where an exchange gets its connection and counts what it did: the shard's pool and stats.
@@ -113,7 +128,8 @@ pub async fn exchange(
                 let connect = TcpStream::connect_addr(addr);
                 let stream = match monoio::time::timeout(connect_timeout, connect).await {
                     Ok(Ok(stream)) => stream,
-                    _ => return Err(UpstreamError::Connect),
+                    Ok(Err(e)) => return Err(UpstreamError::Connect(Some(e.kind()))),
+                    Err(_elapsed) => return Err(UpstreamError::Connect(None)),
                 };
                 let _ = stream.set_nodelay(true);
                 ShardStats::add(&client.stats.upstream_opened, 1);
@@ -123,11 +139,11 @@ pub async fn exchange(
         let req = std::mem::take(&mut bufs.req);
         let (written, req) = stream.write_all(req).await;
         bufs.req = req;
-        if written.is_err() {
+        if let Err(e) = written {
             if reused && attempt == 0 {
                 continue;
             }
-            return Err(UpstreamError::Io);
+            return Err(UpstreamError::Io(e.kind()));
         }
         match read_response(&mut stream, bufs, head_request).await {
             Ok((response, after)) => {
@@ -142,17 +158,20 @@ pub async fn exchange(
                 return Ok(response);
             }
             Err(ReadError::ClosedBeforeResponse) if reused && attempt == 0 => continue,
-            Err(ReadError::ClosedBeforeResponse | ReadError::Io) => return Err(UpstreamError::Io),
-            Err(ReadError::Malformed) => return Err(UpstreamError::Malformed),
+            Err(ReadError::ClosedBeforeResponse) => {
+                return Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof))
+            }
+            Err(ReadError::Io(kind)) => return Err(UpstreamError::Io(kind)),
+            Err(ReadError::Malformed(why)) => return Err(UpstreamError::Malformed(why)),
         }
     }
-    Err(UpstreamError::Io)
+    Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof))
 }
 
 enum ReadError {
     ClosedBeforeResponse,
-    Io,
-    Malformed,
+    Io(std::io::ErrorKind),
+    Malformed(&'static str),
 }
 
 /// Reads more bytes into `resp`; `Ok(0)` is end of stream.
@@ -164,7 +183,7 @@ async fn read_more(stream: &mut TcpStream, resp: &mut Vec<u8>, want: usize) -> R
     let (len, cap) = (buf.len(), buf.capacity());
     let (result, slice) = stream.read(buf.slice_mut(len..cap)).await;
     *resp = slice.into_inner();
-    result.map_err(|_| ReadError::Io)
+    result.map_err(|e| ReadError::Io(e.kind()))
 }
 
 async fn read_response(
@@ -179,12 +198,17 @@ async fn read_response(
     let head = loop {
         if !bufs.resp.is_empty() {
             let parsed = response_head::parse(&bufs.resp, &mut bufs.headers, MAX_RESPONSE_BODY)
-                .map_err(|_| ReadError::Malformed)?;
+                .map_err(|e| ReadError::Malformed(e.reason()))?;
             if let Some(head) = parsed {
                 if head.is_interim() {
                     interim += 1;
-                    if head.status == 101 || interim > MAX_INTERIM_RESPONSES {
-                        return Err(ReadError::Malformed);
+                    if head.status == 101 {
+                        return Err(ReadError::Malformed(
+                            "101 Switching Protocols to a request that asked for no upgrade",
+                        ));
+                    }
+                    if interim > MAX_INTERIM_RESPONSES {
+                        return Err(ReadError::Malformed("more than 16 interim (1xx) responses"));
                     }
                     // Interim responses are not relayed: forget their bytes, so a stream of
                     // them cannot grow the buffer.
@@ -195,7 +219,7 @@ async fn read_response(
                 break head;
             }
             if bufs.resp.len() > MAX_RESPONSE_HEAD {
-                return Err(ReadError::Malformed);
+                return Err(ReadError::Malformed("a response head over 64 KiB"));
             }
         }
         let n = read_more(stream, &mut bufs.resp, 4096).await?;
@@ -203,7 +227,7 @@ async fn read_response(
             return Err(if bufs.resp.is_empty() && interim == 0 {
                 ReadError::ClosedBeforeResponse
             } else {
-                ReadError::Malformed
+                ReadError::Malformed("closed inside the response head")
             });
         }
     };
@@ -218,7 +242,7 @@ async fn read_response(
             while bufs.resp.len() < end {
                 let want = end - bufs.resp.len();
                 if read_more(stream, &mut bufs.resp, want).await? == 0 {
-                    return Err(ReadError::Malformed);
+                    return Err(ReadError::Malformed("closed before Content-Length bytes of body"));
                 }
             }
             (Body::Raw(head_end, end), end)
@@ -228,15 +252,15 @@ async fn read_response(
             let mut pos = head_end;
             loop {
                 let used = decoder.decode(&bufs.resp[pos..], &mut bufs.body).map_err(|e| match e {
-                    ChunkError::TooLarge => ReadError::Malformed,
-                    ChunkError::Malformed(_) => ReadError::Malformed,
+                    ChunkError::TooLarge => ReadError::Malformed("a chunked body over 10 MB"),
+                    ChunkError::Malformed(why) => ReadError::Malformed(why),
                 })?;
                 pos += used;
                 if decoder.is_done() {
                     break;
                 }
                 if read_more(stream, &mut bufs.resp, 4096).await? == 0 {
-                    return Err(ReadError::Malformed);
+                    return Err(ReadError::Malformed("closed inside a chunked body"));
                 }
             }
             (Body::Decoded, pos)
@@ -244,7 +268,7 @@ async fn read_response(
         ResponseFraming::UntilClose => {
             loop {
                 if (bufs.resp.len() - head_end) as u64 > MAX_RESPONSE_BODY {
-                    return Err(ReadError::Malformed);
+                    return Err(ReadError::Malformed("a body over 10 MB"));
                 }
                 if read_more(stream, &mut bufs.resp, 16 * 1024).await? == 0 {
                     break;

@@ -141,3 +141,47 @@ fn integration_timeout_dead_and_malformed_upstreams() {
     // The client connection survives every upstream failure.
     assert_eq!(c.get("localhost", "/one").text(), "one");
 }
+
+#[test]
+fn a_failed_integration_logs_why_at_most_once_a_second() {
+    let origin = Origin::start();
+    let dp = gateway_tests::Dataplane::start_with(
+        &manifest(origin.addr),
+        gateway_tests::DataplaneOptions { shards: 1, ..Default::default() },
+    );
+    let mut c = dp.client();
+    for _ in 0..20 {
+        assert_eq!(c.get("localhost", "/dead").status, 502);
+    }
+    assert_eq!(c.get("localhost", "/slow").status, 504);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = dp.stderr_lines();
+    let failures: Vec<&String> = lines.iter().filter(|l| l.contains("from upstream")).collect();
+    // The first refusal is logged with its cause; the other 19 within the second are held back
+    // (the 504 about half a second later too, or it opens the next second's line).
+    assert!(
+        failures[0].starts_with("warning: petstore/prod GET /dead: 502 from upstream 127.0.0.1:")
+            && failures[0].ends_with(": connect failed: connection refused"),
+        "{failures:?}"
+    );
+    assert!(failures.len() <= 2, "rate-limited: {failures:?}");
+}
+
+#[test]
+fn log_lines_can_be_json() {
+    let origin = Origin::start();
+    let options = gateway_tests::DataplaneOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..Default::default()
+    };
+    let dp = gateway_tests::Dataplane::start_with(&manifest(origin.addr), options);
+    assert_eq!(dp.client().get("localhost", "/dead").status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = dp.stderr_lines();
+    let line = lines.iter().find(|l| l.contains("from upstream")).expect("a line for the 502");
+    let json: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["level"], "warning");
+    assert!(json["message"].as_str().unwrap().contains("connect failed"));
+    assert!(json["time"].as_f64().unwrap() > 1.7e9);
+    assert!(json["target"].as_str().unwrap().starts_with("dataplane::"));
+}

@@ -103,7 +103,7 @@ pub fn start_writer(
                         .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10));
                     if !quiet {
                         let path = dir.join(&*chunk.destination);
-                        eprintln!("warning: access log {}: {e}; dropping its lines", path.display());
+                        log::warn!("access log {}: {e}; dropping its lines", path.display());
                         last_complaint.insert(chunk.destination.clone(), now);
                     }
                 }
