@@ -39,7 +39,8 @@ pub fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads and parses the manifests `-f PATH` names.
+/// Reads and parses the manifests `-f PATH` names. Every error of every document comes back
+/// in one run (see [`with_compile_errors`]).
 pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
     let io_error = |file: &Path, e: std::io::Error| ManifestError {
         file: file.display().to_string(),
@@ -50,15 +51,43 @@ pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
     let files = manifest_files(path).map_err(|e| vec![io_error(path, e)])?;
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
+    let mut complete = true;
     for file in &files {
         match std::fs::read_to_string(file) {
-            Ok(text) => manifest::parse_into(&file.display().to_string(), &text, &mut manifest, &mut errors),
-            Err(e) => errors.push(io_error(file, e)),
+            Ok(text) => {
+                complete &=
+                    manifest::parse_into(&file.display().to_string(), &text, &mut manifest, &mut errors)
+            }
+            Err(e) => {
+                errors.push(io_error(file, e));
+                complete = false;
+            }
         }
     }
     if errors.is_empty() {
         Ok(manifest)
     } else {
-        Err(errors)
+        Err(with_compile_errors(&manifest, errors, complete))
     }
+}
+
+/// A manifest's parse errors, and, when every document was read at least in part, the errors
+/// compiling what was read finds too (a bad route key beside a misspelt field), each once.
+/// When a document could not be read at all, compiling the rest would report references to
+/// it as missing, so the parse errors stand alone.
+pub fn with_compile_errors(
+    manifest: &Manifest,
+    mut errors: Vec<ManifestError>,
+    complete: bool,
+) -> Vec<ManifestError> {
+    if complete {
+        if let Err(more) = compile::compile(manifest, 0) {
+            for e in more {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    errors
 }

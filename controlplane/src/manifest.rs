@@ -502,8 +502,12 @@ fn route_path_style(path: &str) -> String {
     format!("routes[\"{}\"]{}", &rest[..end], &rest[end..])
 }
 
-/// Parses one file's text into `manifest`, appending every error found to `errors`.
-pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) {
+/// Parses one file's text into `manifest`, appending every error found to `errors`. Returns
+/// false when a document could not be read at all; when every document was read, at least in
+/// part (an Api whose bad routes were left out), the manifest can be compiled for the errors
+/// the parser cannot see, so one run reports them all.
+pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) -> bool {
+    let mut complete = true;
     for (line, doc) in documents(text) {
         let source: Option<std::sync::Arc<str>> = Some(doc.as_str().into());
         let kind = match serde_yaml::from_str::<KindOnly>(&doc) {
@@ -515,10 +519,12 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
                     path: "kind".into(),
                     message: format!("missing; one of {}", KINDS.join(", ")),
                 });
+                complete = false;
                 continue;
             }
             Err(e) => {
                 errors.push(yaml_error(file, line, &e));
+                complete = false;
                 continue;
             }
         };
@@ -528,7 +534,10 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
                     Ok(value) => {
                         $field.push(Located { file: file.to_string(), line, value, source: source.clone() })
                     }
-                    Err(e) => errors.push(yaml_error(file, line, &e)),
+                    Err(e) => {
+                        errors.push(yaml_error(file, line, &e));
+                        complete = false;
+                    }
                 }
             };
         }
@@ -546,28 +555,112 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
                     manifest.account =
                         Some(Located { file: file.to_string(), line, value, source: source.clone() });
                 }
-                Err(e) => errors.push(yaml_error(file, line, &e)),
+                Err(e) => {
+                    errors.push(yaml_error(file, line, &e));
+                    complete = false;
+                }
             },
-            "Api" => push!(manifest.apis, Api),
+            "Api" => match serde_yaml::from_str::<Api>(&doc) {
+                Ok(value) => manifest.apis.push(Located {
+                    file: file.to_string(),
+                    line,
+                    value,
+                    source: source.clone(),
+                }),
+                // Serde stops at the first error: read the routes one by one, so each bad
+                // route reports its own, and the good ones are still checked.
+                Err(e) => match api_route_by_route(file, line, &doc, source.clone(), errors) {
+                    Some(partial) => manifest.apis.push(partial),
+                    None => {
+                        errors.push(yaml_error(file, line, &e));
+                        complete = false;
+                    }
+                },
+            },
             "Stage" => push!(manifest.stages, Stage),
             "Domain" => push!(manifest.domains, Domain),
             "UsagePlan" => push!(manifest.usage_plans, UsagePlan),
             "ApiKey" => push!(manifest.api_keys, ApiKey),
-            other => errors.push(ManifestError {
-                file: file.to_string(),
-                line: Some(line),
-                path: "kind".into(),
-                message: format!("unknown kind '{other}'; one of {}", KINDS.join(", ")),
-            }),
+            other => {
+                errors.push(ManifestError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    path: "kind".into(),
+                    message: format!("unknown kind '{other}'; one of {}", KINDS.join(", ")),
+                });
+                complete = false;
+            }
         }
     }
+    complete
+}
+
+/// An Api document whose top level is sound, read one route at a time: each route that does
+/// not parse adds its error (located by its path) and is left out. `None` when the top level
+/// itself is wrong.
+fn api_route_by_route(
+    file: &str,
+    line: usize,
+    doc: &str,
+    source: Option<std::sync::Arc<str>>,
+    errors: &mut Vec<ManifestError>,
+) -> Option<Located<Api>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TopLevel {
+        kind: String,
+        name: String,
+        #[serde(default = "default_protocol")]
+        protocol: Protocol,
+        #[serde(default)]
+        routes: BTreeMap<String, serde_yaml::Value>,
+    }
+    let top: TopLevel = serde_yaml::from_str(doc).ok()?;
+    let mut located = Located {
+        file: file.to_string(),
+        line,
+        value: Api { kind: top.kind, name: top.name, protocol: top.protocol, routes: BTreeMap::new() },
+        source,
+    };
+    for (key, value) in top.routes {
+        match serde_yaml::from_value::<Route>(value.clone()) {
+            Ok(route) => {
+                located.value.routes.insert(key, route);
+            }
+            Err(e) => {
+                // Deserializing from a value loses the field path; from text keeps it.
+                let reparsed =
+                    serde_yaml::to_string(&value).ok().and_then(|t| serde_yaml::from_str::<Route>(&t).err());
+                let text = reparsed.map_or_else(|| e.to_string(), |e| e.to_string());
+                let text = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
+                let (inner, message) = match text.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') => (format!(".{path}"), message),
+                    _ => (String::new(), text),
+                };
+                let path = format!("routes[\"{key}\"]{inner}");
+                // An unknown field is located on its own line, as serde would.
+                let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
+                let line = match unknown {
+                    Some(field) => located.line_of(&format!("{path}.{field}")),
+                    None => located.line_of(&path),
+                };
+                errors.push(ManifestError {
+                    file: file.to_string(),
+                    line: Some(line),
+                    path,
+                    message: suggest(message),
+                });
+            }
+        }
+    }
+    Some(located)
 }
 
 /// Parses manifest text from one file.
 pub fn parse(file: &str, text: &str) -> Result<Manifest, Vec<ManifestError>> {
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
-    parse_into(file, text, &mut manifest, &mut errors);
+    let _ = parse_into(file, text, &mut manifest, &mut errors);
     if errors.is_empty() {
         Ok(manifest)
     } else {

@@ -157,10 +157,12 @@ impl Control for ControlService {
         let req = req.into_inner();
         let mut parsed = Manifest::default();
         let mut errors = Vec::new();
+        let mut complete = true;
         for file in &req.files {
-            manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
+            complete &= manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
         }
         if !errors.is_empty() {
+            let errors = crate::with_compile_errors(&parsed, errors, complete);
             return Ok(Response::new(grpc::ApplyResponse {
                 version: 0,
                 changes: vec![],

@@ -25,6 +25,13 @@ pub struct Errors {
 }
 
 impl Errors {
+    /// The errors, each once, in the order first found: a route that two stages serve (or
+    /// that is checked alone and again for its stage) reports its fault once.
+    pub fn into_unique(self) -> Vec<ManifestError> {
+        let mut seen = std::collections::HashSet::new();
+        self.list.into_iter().filter(|e| seen.insert(e.to_string())).collect()
+    }
+
     pub fn at<T>(&mut self, doc: &Located<T>, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         self.list.push(ManifestError {

@@ -159,8 +159,15 @@ pub fn compile_deployed(
         .map(|((api, stage), &index)| StageName { api: api.clone(), stage: stage.clone(), index })
         .collect();
 
+    // Every API's routes as written, as any stage would serve them, so an API that no stage
+    // uses yet is refused for what is wrong with it now, not when a stage first uses it.
+    // After the stages, whose errors (variables, deployments) come first; repeats are dropped.
+    for api in &manifest.apis {
+        let (mut upstreams, mut limits) = (Vec::new(), Vec::new());
+        route::compile_routes(api, "", None, None, &mut upstreams, &mut limits, &mut errors);
+    }
     if !errors.list.is_empty() {
-        return Err(errors.list);
+        return Err(errors.into_unique());
     }
     let table =
         Table { version, domains, stage_names, stages, upstreams, limits, account_limit, plans, api_keys };
@@ -248,6 +255,38 @@ mod tests {
     }
 
     #[test]
+    fn every_error_of_every_document_in_one_run() {
+        // A misspelt field, an unknown method and an HTTP_PROXY without uri, in an API that no
+        // stage uses yet, beside a stage of another API with an unset variable.
+        let text = "kind: Api\nname: a\nroutes:\n  GET /v:\n    integration: { type: MOCK, respnse: { body: x } }\n  FETCH /w:\n    integration: { type: MOCK }\n  GET /x:\n    integration: { type: HTTP_PROXY }\n\
+                    ---\nkind: Api\nname: b\nroutes:\n  GET /y:\n    integration: { type: HTTP_PROXY, uri: \"http://${stageVariables.nope}/\" }\n\
+                    ---\nkind: Stage\napi: b\nname: s\n";
+        let mut manifest = Manifest::default();
+        let mut errors = Vec::new();
+        let complete = crate::manifest::parse_into("m.yaml", text, &mut manifest, &mut errors);
+        assert!(complete, "every document was read, at least in part");
+        let all: Vec<String> =
+            crate::with_compile_errors(&manifest, errors, complete).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            all,
+            vec![
+                "m.yaml:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`; did you mean `response`?",
+                "m.yaml:15: routes[\"GET /y\"].integration.uri: stage variable 'nope' is not set on this stage",
+                "m.yaml:6: routes[\"FETCH /w\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
+                "m.yaml:9: routes[\"GET /x\"].integration.uri: required for HTTP integrations",
+            ]
+        );
+        // A document that cannot be read at all: its parse error alone, not the references to
+        // it that compiling the rest would report as missing.
+        let mut manifest = Manifest::default();
+        let mut errors = Vec::new();
+        let text = "kind: Api\nname: a\nroutez: {}\n---\nkind: Stage\napi: a\nname: s\n";
+        let complete = crate::manifest::parse_into("m.yaml", text, &mut manifest, &mut errors);
+        assert!(!complete);
+        assert_eq!(crate::with_compile_errors(&manifest, errors, complete).len(), 1);
+    }
+
+    #[test]
     fn uri_templates_split_into_parts() {
         let params = vec!["proxy".to_string()];
         assert_eq!(
@@ -289,7 +328,7 @@ mod tests {
         let mut variables = BTreeMap::new();
         variables.insert("v".to_string(), "a\r\nb".to_string());
         assert_eq!(
-            substitute_stage_variables("http://h/${stageVariables.v}", &variables).unwrap(),
+            substitute_stage_variables("http://h/${stageVariables.v}", Some(&variables)).unwrap(),
             "http://h/a%0D%0Ab"
         );
     }

@@ -16,11 +16,12 @@ pub const MIN_INTEGRATION_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest: AWS raised REST's ceiling above 29 s in 2024 (up to 300 s reported).
 pub const MAX_INTEGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// One API definition's routes as a stage with these variables serves them.
+/// One API definition's routes as a stage with these variables serves them (`None`: as any
+/// stage would, to check an API on its own).
 pub(super) fn compile_routes(
     api: &Located<manifest::Api>,
     stage: &str,
-    variables: &BTreeMap<String, String>,
+    variables: Option<&BTreeMap<String, String>>,
     cache: Option<&super::cache_settings::StageDefaults>,
     upstreams: &mut Vec<Upstream>,
     limits: &mut Vec<table::Limit>,
@@ -104,7 +105,7 @@ type FieldError = (String, String);
 fn compile_integration(
     i: &manifest::Integration,
     params: &[String],
-    variables: &BTreeMap<String, String>,
+    variables: Option<&BTreeMap<String, String>>,
     upstreams: &mut Vec<Upstream>,
 ) -> Result<Integration, FieldError> {
     let timeout = match &i.timeout {

@@ -37,7 +37,7 @@ pub(super) fn compile_stage(
     };
     let id = stable_id(&[&api.value.name, &s.name]);
     let cache = super::cache_settings::stage(doc, id, cache_flushes, errors);
-    let routes = compile_routes(api, &s.name, &s.variables, cache.as_ref(), upstreams, limits, errors);
+    let routes = compile_routes(api, &s.name, Some(&s.variables), cache.as_ref(), upstreams, limits, errors);
     let canary = match (&s.canary, canary_api) {
         (None, _) => None,
         (Some(c), None) => {
@@ -60,14 +60,14 @@ pub(super) fn compile_stage(
             let mut variables = s.variables.clone();
             variables.extend(c.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
             // AWS's canary default (useStageCache false): canary requests bypass the cache.
-            compile_routes(canary_api, &s.name, &variables, None, upstreams, limits, errors).map(|routes| {
-                table::Canary {
+            compile_routes(canary_api, &s.name, Some(&variables), None, upstreams, limits, errors).map(
+                |routes| table::Canary {
                     percent_per_million: (c.percent * 10_000.0).round() as u32,
                     deployment: c.deployment.clone(),
                     variables: to_variables(&variables),
                     routes,
-                }
-            })
+                },
+            )
         }
     };
     let access_log = match &s.access_log {

@@ -43,10 +43,11 @@ pub(super) fn check_variable_value(value: &str) -> Result<(), String> {
 }
 
 /// Replaces every `${stageVariables.name}`; a missing variable is an error rather than an
-/// empty string, which AWS would only reveal at request time.
+/// empty string, which AWS would only reveal at request time. Without a stage (`None`), each
+/// becomes a placeholder, so the rest of the URI can still be checked.
 pub(super) fn substitute_stage_variables(
     uri: &str,
-    variables: &BTreeMap<String, String>,
+    variables: Option<&BTreeMap<String, String>>,
 ) -> Result<String, String> {
     use std::fmt::Write;
     const OPEN: &str = "${stageVariables.";
@@ -57,6 +58,11 @@ pub(super) fn substitute_stage_variables(
         let after = &rest[start + OPEN.len()..];
         let end = after.find('}').ok_or_else(|| "unclosed '${stageVariables.'".to_string())?;
         let name = &after[..end];
+        let Some(variables) = variables else {
+            out.push_str("stage-variable");
+            rest = &after[end + 1..];
+            continue;
+        };
         let value =
             variables.get(name).ok_or_else(|| format!("stage variable '{name}' is not set on this stage"))?;
         // Values were checked when the stage was read; this is where one becomes part of a

@@ -376,3 +376,30 @@ fn a_canary_takes_its_share_of_requests() {
     // 4,000 draws at p = 0.3: the standard deviation is 0.7 points; 3 points is over 4 sigma.
     assert!((share - 0.30).abs() < 0.03, "canary share {share}");
 }
+
+#[test]
+fn apply_reports_every_error_of_every_route_in_one_run() {
+    let work = TempDir::new("cp-all-errors");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let file = work.0.join("m.yaml");
+    // No stage uses this API yet; its routes are checked all the same.
+    std::fs::write(
+        &file,
+        "kind: Api\nname: a\nroutes:\n  GET /v:\n    integration: { type: MOCK, respnse: { body: x } }\n  FETCH /w:\n    integration: { type: MOCK }\n  GET /x:\n    integration: { type: HTTP_PROXY }\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let (code, out, err) = cp.ctl(&["apply", "-f", &f]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        format!(
+            "error: {f}:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`; did you mean `response`?\n\
+             error: {f}:6: routes[\"FETCH /w\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY\n\
+             error: {f}:9: routes[\"GET /x\"].integration.uri: required for HTTP integrations\n\
+             3 error(s); nothing applied\n"
+        )
+    );
+    let (_, out, _) = cp.ctl(&["get", "api"]);
+    assert!(!out.contains(" a "), "nothing was stored: {out}");
+}
