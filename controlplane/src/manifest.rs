@@ -467,8 +467,8 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     docs
 }
 
-fn yaml_error(file: &str, first_line: usize, err: &serde_yaml::Error) -> ManifestError {
-    // serde_yaml reports "path: message at line L column C"; keep the path and message, and
+fn yaml_error(file: &str, first_line: usize, err: &yaml_serde::Error) -> ManifestError {
+    // yaml_serde reports "path: message at line L column C"; keep the path and message, and
     // turn the line into a file line.
     let line = err.location().map(|l| first_line + l.line() - 1).or(Some(first_line));
     let mut text = err.to_string();
@@ -509,8 +509,13 @@ fn route_path_style(path: &str) -> String {
 pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) -> bool {
     let mut complete = true;
     for (line, doc) in documents(text) {
+        if let Some(error) = duplicate_key(file, line, &doc) {
+            errors.push(error);
+            complete = false;
+            continue;
+        }
         let source: Option<std::sync::Arc<str>> = Some(doc.as_str().into());
-        let kind = match serde_yaml::from_str::<KindOnly>(&doc) {
+        let kind = match yaml_serde::from_str::<KindOnly>(&doc) {
             Ok(KindOnly { kind: Some(kind) }) => kind,
             Ok(KindOnly { kind: None }) => {
                 errors.push(ManifestError {
@@ -530,7 +535,7 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
         };
         macro_rules! push {
             ($field:expr, $ty:ty) => {
-                match serde_yaml::from_str::<$ty>(&doc) {
+                match yaml_serde::from_str::<$ty>(&doc) {
                     Ok(value) => {
                         $field.push(Located { file: file.to_string(), line, value, source: source.clone() })
                     }
@@ -542,7 +547,7 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
             };
         }
         match kind.as_str() {
-            "Account" => match serde_yaml::from_str::<Account>(&doc) {
+            "Account" => match yaml_serde::from_str::<Account>(&doc) {
                 Ok(value) => {
                     if manifest.account.is_some() {
                         errors.push(ManifestError {
@@ -560,7 +565,7 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
                     complete = false;
                 }
             },
-            "Api" => match serde_yaml::from_str::<Api>(&doc) {
+            "Api" => match yaml_serde::from_str::<Api>(&doc) {
                 Ok(value) => manifest.apis.push(Located {
                     file: file.to_string(),
                     line,
@@ -595,6 +600,35 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
     complete
 }
 
+/// A key written twice in one mapping (two routes with one key, a variable set twice), which
+/// typed parsing would let the last one win silently: refused, with both lines.
+fn duplicate_key(file: &str, first_line: usize, doc: &str) -> Option<ManifestError> {
+    let error = yaml_serde::from_str::<yaml_serde::Value>(doc).err()?;
+    let text = error.to_string();
+    let (path, rest) = match text.split_once(": duplicate entry with key ") {
+        Some((path, rest)) => (path.to_string(), rest),
+        None => (String::new(), text.strip_prefix("duplicate entry with key ")?),
+    };
+    let key = rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k).trim_matches('"').to_string();
+    // The mapping starts at the reported line; the key's two lines are found from there.
+    let from = error.location().map_or(0, |l| l.line().saturating_sub(1));
+    let spellings = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    let lines: Vec<usize> = doc
+        .lines()
+        .enumerate()
+        .skip(from)
+        .filter(|(_, l)| spellings.iter().any(|s| l.trim_start().starts_with(s.as_str())))
+        .map(|(i, _)| first_line + i)
+        .take(2)
+        .collect();
+    let (line, message) = match lines[..] {
+        [a, b] => (a, format!("'{key}' is written twice (lines {a} and {b}); each key once")),
+        _ => (first_line + from, format!("'{key}' is written twice; each key once")),
+    };
+    let path = if path.is_empty() { key } else { format!("{}[\"{key}\"]", route_path_style(&path)) };
+    Some(ManifestError { file: file.to_string(), line: Some(line), path, message })
+}
+
 /// An Api document whose top level is sound, read one route at a time: each route that does
 /// not parse adds its error (located by its path) and is left out. `None` when the top level
 /// itself is wrong.
@@ -613,9 +647,9 @@ fn api_route_by_route(
         #[serde(default = "default_protocol")]
         protocol: Protocol,
         #[serde(default)]
-        routes: BTreeMap<String, serde_yaml::Value>,
+        routes: BTreeMap<String, yaml_serde::Value>,
     }
-    let top: TopLevel = serde_yaml::from_str(doc).ok()?;
+    let top: TopLevel = yaml_serde::from_str(doc).ok()?;
     let mut located = Located {
         file: file.to_string(),
         line,
@@ -623,14 +657,14 @@ fn api_route_by_route(
         source,
     };
     for (key, value) in top.routes {
-        match serde_yaml::from_value::<Route>(value.clone()) {
+        match yaml_serde::from_value::<Route>(value.clone()) {
             Ok(route) => {
                 located.value.routes.insert(key, route);
             }
             Err(e) => {
                 // Deserializing from a value loses the field path; from text keeps it.
                 let reparsed =
-                    serde_yaml::to_string(&value).ok().and_then(|t| serde_yaml::from_str::<Route>(&t).err());
+                    yaml_serde::to_string(&value).ok().and_then(|t| yaml_serde::from_str::<Route>(&t).err());
                 let text = reparsed.map_or_else(|| e.to_string(), |e| e.to_string());
                 let text = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
                 let (inner, message) = match text.split_once(": ") {

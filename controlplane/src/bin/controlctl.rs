@@ -477,7 +477,7 @@ async fn keys(server: &str, action: KeysAction) -> Result<(), Failure> {
             if let Some(value) = value {
                 doc["value"] = value.into();
             }
-            let content = serde_yaml::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
+            let content = yaml_serde::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
             let files = vec![grpc::ManifestFile { name: "controlctl keys create".into(), content }];
             let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
             if !resp.errors.is_empty() {
@@ -526,7 +526,7 @@ async fn set_enabled(
     let mut doc: serde_json::Value =
         serde_json::from_str(&object.json).map_err(|e| Failure::Refused(format!("error: {e}")))?;
     doc["enabled"] = enabled.into();
-    let content = serde_yaml::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
+    let content = yaml_serde::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
     let files = vec![grpc::ManifestFile { name: "controlctl keys".into(), content }];
     let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
     if !resp.errors.is_empty() {
@@ -728,7 +728,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 fn print_structured(value: &serde_json::Value, output: Output) {
     match output {
-        Output::Yaml => print!("{}", serde_yaml::to_string(value).unwrap_or_default()),
+        Output::Yaml => print!("{}", yaml_serde::to_string(value).unwrap_or_default()),
         _ => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
     }
 }

@@ -287,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn keys_written_twice_are_refused_with_both_lines() {
+        let text = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: MOCK }\n  \"GET /x\":\n    integration: { type: MOCK }\n\
+                    ---\nkind: Stage\napi: a\nname: s\nvariables:\n  v: one\n  v: two\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "m.yaml:4: routes[\"GET /x\"]: 'GET /x' is written twice (lines 4 and 6); each key once",
+                "m.yaml:13: variables[\"v\"]: 'v' is written twice (lines 13 and 14); each key once",
+            ]
+        );
+    }
+
+    #[test]
     fn uri_templates_split_into_parts() {
         let params = vec!["proxy".to_string()];
         assert_eq!(
