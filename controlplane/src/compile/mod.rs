@@ -287,6 +287,19 @@ mod tests {
     }
 
     #[test]
+    fn an_api_alone_is_checked_as_far_as_its_variables_allow() {
+        // Variables as the port, the host or the whole URI are judged by each stage that uses
+        // them; a fault that does not depend on them is reported without any stage.
+        let api = "kind: Api\nname: a\nroutes:\n  GET /p:\n    integration: { type: HTTP_PROXY, uri: \"http://127.0.0.1:${stageVariables.port}/x\" }\n  \
+                   GET /u:\n    integration: { type: HTTP_PROXY, uri: \"${stageVariables.url}/x\" }\n  \
+                   GET /h/{id}:\n    integration: { type: HTTP_PROXY, uri: \"http://${stageVariables.host}/{nope}\" }\n";
+        assert_eq!(
+            errors(api),
+            vec!["m.yaml:9: routes[\"GET /h/{id}\"].integration.uri: '{nope}' is not a path parameter of this route"]
+        );
+    }
+
+    #[test]
     fn keys_written_twice_are_refused_with_both_lines() {
         let text = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: MOCK }\n  \"GET /x\":\n    integration: { type: MOCK }\n\
                     ---\nkind: Stage\napi: a\nname: s\nvariables:\n  v: one\n  v: two\n";

@@ -44,7 +44,7 @@ pub(super) fn check_variable_value(value: &str) -> Result<(), String> {
 
 /// Replaces every `${stageVariables.name}`; a missing variable is an error rather than an
 /// empty string, which AWS would only reveal at request time. Without a stage (`None`), each
-/// becomes a placeholder, so the rest of the URI can still be checked.
+/// becomes a placeholder (`1`), so the rest of the URI can still be checked.
 pub(super) fn substitute_stage_variables(
     uri: &str,
     variables: Option<&BTreeMap<String, String>>,
@@ -59,7 +59,8 @@ pub(super) fn substitute_stage_variables(
         let end = after.find('}').ok_or_else(|| "unclosed '${stageVariables.'".to_string())?;
         let name = &after[..end];
         let Some(variables) = variables else {
-            out.push_str("stage-variable");
+            // Valid as a host, a port and a path segment alike.
+            out.push('1');
             rest = &after[end + 1..];
             continue;
         };

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""What the move into layers cost (issue 12): CPU per request and throughput of the data
+plane before and after, beside nginx.
+
+Three builds of the gateway: --before (the commit before this work), --fixes (after the
+security fixes of issue 18, which add one MSG_PEEK per reused upstream connection, and
+before the move into layers), and this commit; each built once into target/perf-baseline/.
+Each serves a MOCK route and a proxied one (origin on cpu 1); nginx serves the same (a static
+file, proxy_pass with keepalive) for scale.
+
+Server on cpu 0 (1 shard / 1 worker), `bench max` (closed loop, 64 connections) on cpu 1;
+alternating rounds; each gateway run paired with the --before run of the same round; medians.
+
+  perf/house.py [--rounds 5] [--duration 10] [--before COMMIT] [--fixes COMMIT] [--skip-build]
+Writes perf/results/<date>-<commit>-house.{md,json}.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from baseline import BIN, bench  # noqa: E402
+from harness import (LOAD_CPU, ROOT, TICKS, Server, build_release, compile_table, cpu_ticks,  # noqa: E402
+                     ensure_tools, free_port, nginx_server, run_id, wait_port, write_results)
+from observability import MANIFEST, NGINX, build_baseline  # noqa: E402
+
+BEFORE = "96a06a1"
+FIXES = "a0c0c37"
+
+
+def gateway(dataplane, controlctl, work, tag, origin):
+    table = compile_table(work, tag, MANIFEST % {"origin": origin, "log": ""}, controlctl)
+    port = free_port()
+    return Server("gateway", [dataplane, "--shards", "1", "--io-driver", "uring", "--listen", f"127.0.0.1:{port}",
+                              "--admin", f"127.0.0.1:{free_port()}", "--table", table], port)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--before", default=BEFORE)
+    ap.add_argument("--fixes", default=FIXES)
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    ensure_tools()
+    if not args.skip_build:
+        build_release()
+    before = build_baseline(args.before)
+    fixes = build_baseline(args.fixes)
+    current = (os.path.join(BIN, "dataplane"), os.path.join(BIN, "controlctl"))
+    work = tempfile.mkdtemp(prefix="gw-house-", dir=os.path.join(ROOT, "target"))
+    os.chmod(work, 0o755)
+    with open(os.path.join(work, "health.txt"), "w") as f:
+        f.write("ok")
+    origin_port = free_port()
+    origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
+                               f"127.0.0.1:{origin_port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
+    wait_port(origin_port)
+    before_name = f"gateway {args.before} (before)"
+    configs = {
+        before_name: lambda: gateway(*before, work, "before", origin_port),
+        f"gateway {args.fixes} (security fixes)": lambda: gateway(*fixes, work, "fixes", origin_port),
+        "gateway, layered (this commit)": lambda: gateway(*current, work, "layered", origin_port),
+        "nginx": lambda: nginx_server(work, "nginx", NGINX, origin=origin_port, log="access_log off;"),
+    }
+    paths = {"MOCK": "/health", "proxy": "/pets/1"}
+    runs = {(name, kind): [] for name in configs for kind in paths}
+    try:
+        for r in range(args.rounds):
+            for name, make in configs.items():
+                with make() as s:
+                    for kind, path in paths.items():
+                        start = cpu_ticks(s.pids())
+                        m = bench(["max", "--duration", str(args.duration), "--connections", "64",
+                                   f"http://127.0.0.1:{s.port}{path}"], os.path.join(work, "m.json"))
+                        m["cpu_us_per_req"] = (cpu_ticks(s.pids()) - start) / TICKS * 1e6 / max(m["completed"], 1)
+                        assert m["status"]["2xx"] == m["completed"], f"{name} {kind}: {m['status']}"
+                        runs[(name, kind)].append(m)
+                        print(f"round {r + 1} {name} {kind}: {m['achieved_rate']:.0f}/s, "
+                              f"{m['cpu_us_per_req']:.2f} us/req", flush=True)
+    finally:
+        origin.terminate()
+        origin.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    med = statistics.median
+
+    def paired(name, kind, metric):
+        return med(x[metric] / b[metric] for x, b in zip(runs[(name, kind)], runs[(before_name, kind)]))
+
+    summary = {f"{name} / {kind}": {
+        "rps": med(x["achieved_rate"] for x in v), "cpu_us_per_req": med(x["cpu_us_per_req"] for x in v),
+        "rps_vs_before": paired(name, kind, "achieved_rate"), "cpu_vs_before": paired(name, kind, "cpu_us_per_req"),
+        "cpu_rounds": [round(x["cpu_us_per_req"], 2) for x in v]} for (name, kind), v in runs.items()}
+    date, commit = run_id()
+    lines = [f"# The move into layers: cost, {date}, commit {commit}", "",
+             f"Server on cpu 0 (1 shard / 1 worker), `bench max` with 64 connections on cpu 1, {args.duration} s x "
+             f"{args.rounds} alternating rounds, medians; ratios pair each run with the {args.before} run of the "
+             f"same round (above 0% costs more). {args.fixes} adds the issue-18 fixes (a MSG_PEEK per reused "
+             f"upstream connection, dot-segment checks) to {args.before}; this commit adds the move into layers, "
+             f"the one response writer and the phase modules. Command: "
+             f"`perf/house.py --rounds {args.rounds} --duration {args.duration}`.", "",
+             "| server | route | req/s | req/s vs before | CPU us/req | CPU vs before | CPU us/req by round |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, kind) in runs:
+        v = summary[f"{name} / {kind}"]
+        lines.append(f"| {name} | {kind} | {v['rps']:.0f} | {v['rps_vs_before'] - 1:+.1%} | "
+                     f"{v['cpu_us_per_req']:.2f} | {v['cpu_vs_before'] - 1:+.1%} | "
+                     f"{', '.join(map(str, v['cpu_rounds']))} |")
+    write_results("house", date, commit, lines + [""], summary)
+
+
+if __name__ == "__main__":
+    main()
