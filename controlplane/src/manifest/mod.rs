@@ -4,10 +4,25 @@
 //! Parsing is strict (unknown keys are errors) and every error carries the file, the line and
 //! the field path, so a user can fix a manifest without guessing.
 
-use serde::{Deserialize, Serialize};
+mod account;
+mod api;
+mod domain;
+mod duration;
+mod stage;
+mod usage_plan;
+
+pub use account::{Account, Throttle};
+pub use api::{
+    Api, Integration, IntegrationType, MockResponse, Protocol, Route, RouteCache, UnauthorizedHandling,
+};
+pub use domain::{Domain, Mapping};
+pub use duration::{parse_duration, DurationText};
+pub use stage::{AccessLogSettings, Stage, StageCache, StageCanary};
+pub use usage_plan::{ApiKey, Quota, QuotaPeriod, UsagePlan};
+
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 /// One error in a manifest, located as precisely as the parser allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,291 +163,8 @@ fn suggest(message: &str) -> String {
     message.to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Account {
-    pub kind: String,
-    #[serde(default)]
-    pub throttle: Option<Throttle>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Throttle {
-    pub rate: f64,
-    pub burst: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Protocol {
-    Rest,
-    Http,
-    Websocket,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Api {
-    pub kind: String,
-    pub name: String,
-    #[serde(default = "default_protocol")]
-    pub protocol: Protocol,
-    #[serde(default)]
-    pub routes: BTreeMap<String, Route>,
-}
-
-fn default_protocol() -> Protocol {
-    Protocol::Rest
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Route {
-    pub integration: Integration,
-    #[serde(default)]
-    pub throttle: Option<Throttle>,
-    #[serde(default)]
-    pub cache: Option<RouteCache>,
-    #[serde(default)]
-    pub api_key_required: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RouteCache {
-    /// Overrides the stage's TTL; 0 turns caching off for this method.
-    #[serde(default)]
-    pub ttl: Option<DurationText>,
-    /// AWS `cacheKeyParameters`: `method.request.{path,querystring,header}.NAME`.
-    #[serde(default)]
-    pub key_parameters: Vec<String>,
-    /// Caches a method other than GET (true) or turns a GET's caching off (false).
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    #[serde(default)]
-    pub require_authorization: Option<bool>,
-    #[serde(default)]
-    pub unauthorized_handling: Option<UnauthorizedHandling>,
-}
-
-/// AWS `unauthorizedCacheControlHeaderStrategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum UnauthorizedHandling {
-    #[serde(rename = "FAIL_WITH_403")]
-    FailWith403,
-    #[serde(rename = "SUCCEED_WITH_RESPONSE_HEADER")]
-    SucceedWithResponseHeader,
-    #[serde(rename = "SUCCEED_WITHOUT_RESPONSE_HEADER")]
-    SucceedWithoutResponseHeader,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum IntegrationType {
-    #[serde(rename = "MOCK")]
-    Mock,
-    #[serde(rename = "HTTP")]
-    Http,
-    #[serde(rename = "HTTP_PROXY")]
-    HttpProxy,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Integration {
-    #[serde(rename = "type")]
-    pub kind: IntegrationType,
-    #[serde(default)]
-    pub uri: Option<String>,
-    /// Method for the upstream call; the client's method when absent.
-    #[serde(default)]
-    pub method: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<DurationText>,
-    #[serde(default)]
-    pub response: Option<MockResponse>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MockResponse {
-    #[serde(default = "default_status")]
-    pub status: u16,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub body: String,
-}
-
-fn default_status() -> u16 {
-    200
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Stage {
-    pub kind: String,
-    pub api: String,
-    pub name: String,
-    #[serde(default = "default_true")]
-    pub auto_deploy: bool,
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    #[serde(default)]
-    pub throttle: Option<Throttle>,
-    #[serde(default)]
-    pub cache: Option<StageCache>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary: Option<StageCanary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_log: Option<AccessLogSettings>,
-}
-
-/// AWS accessLogSettings: a file and a format (`CLF`, `JSON` or a `$context` template).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessLogSettings {
-    pub destination: String,
-    #[serde(default)]
-    pub format: Option<String>,
-}
-
-/// AWS canarySettings: a share of the stage's traffic goes to another deployment.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageCanary {
-    /// A deployment id of this stage's API (`controlctl deployments API --stage S`).
-    pub deployment: String,
-    /// Share of requests, 0 to 100 (fractions allowed, e.g. 0.5).
-    pub percent: f64,
-    /// Stage variables the canary overrides.
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-}
-
 fn default_true() -> bool {
     true
-}
-
-/// The stage cache (AWS: cache cluster plus the stage-wide `*/*` method settings).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StageCache {
-    #[serde(default)]
-    pub enabled: bool,
-    /// Bytes, with an optional unit: `256MiB`, `1GiB`, `500MB` (default 0.5 GiB, as AWS).
-    #[serde(default)]
-    pub capacity: Option<String>,
-    /// Default TTL of every method (default 300s, at most 3600s, 0 caches nothing).
-    #[serde(default)]
-    pub ttl: Option<DurationText>,
-    #[serde(default)]
-    pub require_authorization: Option<bool>,
-    #[serde(default)]
-    pub unauthorized_handling: Option<UnauthorizedHandling>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Domain {
-    pub kind: String,
-    pub name: String,
-    #[serde(default)]
-    pub mappings: Vec<Mapping>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Mapping {
-    #[serde(default)]
-    pub base_path: String,
-    pub api: String,
-    pub stage: String,
-}
-
-/// AWS usage plan: API keys of the plan open its stages, each key with the plan's throttle
-/// and quota of its own.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct UsagePlan {
-    pub kind: String,
-    pub name: String,
-    /// `api/stage` names.
-    #[serde(default)]
-    pub stages: Vec<String>,
-    /// Per key: `rate` requests per second with `burst` at once.
-    #[serde(default)]
-    pub throttle: Option<Throttle>,
-    /// Per key and method: `{"api/stage": {"GET /pets": {rate, burst}}}` (AWS apiStages
-    /// throttle), checked before the plan's throttle.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub method_throttle: BTreeMap<String, BTreeMap<String, Throttle>>,
-    #[serde(default)]
-    pub quota: Option<Quota>,
-}
-
-/// Requests per key per period. Periods start at `start` (UTC) and repeat; without it at
-/// midnight UTC, Monday or the 1st. `offset` requests are subtracted in the first period.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    pub limit: u64,
-    pub period: QuotaPeriod,
-    #[serde(default)]
-    pub offset: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum QuotaPeriod {
-    Day,
-    Week,
-    Month,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ApiKey {
-    pub kind: String,
-    pub name: String,
-    #[serde(default)]
-    pub plan: Option<String>,
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// May refresh cache entries with `Cache-Control: max-age=0` on its plan's stages.
-    #[serde(default)]
-    pub invalidate_cache: bool,
-}
-
-/// A duration written as text: `29s`, `500ms`, `5m`, `1h`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct DurationText(pub String);
-
-impl DurationText {
-    pub fn parse(&self) -> Result<Duration, String> {
-        parse_duration(&self.0)
-    }
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 =
-        digits.parse().map_err(|_| format!("'{text}' is not a duration; write it like 29s, 500ms or 5m"))?;
-    let millis = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("'{text}' has no known unit; use ms, s, m or h")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("'{text}' is too long a duration"))
 }
 
 #[derive(Deserialize)]
@@ -644,7 +376,7 @@ fn api_route_by_route(
     struct TopLevel {
         kind: String,
         name: String,
-        #[serde(default = "default_protocol")]
+        #[serde(default = "api::default_protocol")]
         protocol: Protocol,
         #[serde(default)]
         routes: BTreeMap<String, yaml_serde::Value>,
