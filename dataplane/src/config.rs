@@ -1,4 +1,5 @@
-//! Data-plane settings that do not come from the routing table.
+//! Data-plane settings that do not come from the routing table: one value per tunable, each
+//! with a `dataplane` flag (see `--help`) and the default below.
 
 use crate::http1::head::Limits;
 use std::time::Duration;
@@ -18,6 +19,13 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Idle keep-alive connections kept per upstream per shard.
     pub max_idle_per_upstream: usize,
+    /// A connection's first read buffer; a larger request grows it.
+    pub read_buffer: usize,
+    /// A buffer that grew past this for one request is given back once it is done.
+    pub keep_buffer: usize,
+    /// How often each shard's sweeper runs: the precision of every client timeout, and how
+    /// soon a new table is served.
+    pub tick: Duration,
 }
 
 impl Default for Settings {
@@ -30,6 +38,9 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_idle_per_upstream: 256,
+            read_buffer: 2048,
+            keep_buffer: 64 * 1024,
+            tick: Duration::from_millis(100),
         }
     }
 }

@@ -84,6 +84,23 @@ struct Cli {
     /// Largest request body, in bytes; larger is 413 (AWS: 10 MB).
     #[arg(long, default_value_t = Limits::default().max_body)]
     max_body_bytes: u64,
+    /// A connection's first read buffer, in bytes (a larger request grows it).
+    #[arg(long, default_value_t = Settings::default().read_buffer)]
+    read_buffer_bytes: usize,
+    /// A connection buffer grown past this many bytes is given back after its request.
+    #[arg(long, default_value_t = Settings::default().keep_buffer)]
+    keep_buffer_bytes: usize,
+    /// Milliseconds between sweeper ticks: the precision of client timeouts and how soon a
+    /// new table is served.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=1000))]
+    tick_ms: u64,
+    /// Milliseconds between quota usage reports to the control plane (the most a crash can
+    /// lose).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    usage_report_interval_ms: u64,
+    /// Milliseconds between per-method metric reports to the control plane.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    metrics_report_interval_ms: u64,
     /// Least severe log lines written to stderr.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -145,6 +162,9 @@ fn run(cli: Cli) -> Result<(), String> {
             max_header_bytes: cli.max_header_bytes,
             max_body: cli.max_body_bytes,
         },
+        read_buffer: cli.read_buffer_bytes.max(64),
+        keep_buffer: cli.keep_buffer_bytes.max(cli.read_buffer_bytes),
+        tick: Duration::from_millis(cli.tick_ms),
     });
     let state_dir = match (&cli.state_dir, &cli.control_plane) {
         (Some(dir), _) => Some(dir.clone()),
@@ -280,6 +300,7 @@ fn run(cli: Cli) -> Result<(), String> {
             control_plane: cli.control_plane.clone(),
             state_dir: state_dir.clone(),
             instance: instance.clone(),
+            interval: Duration::from_millis(cli.usage_report_interval_ms),
         },
         current_table.clone(),
     )?;
@@ -289,6 +310,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dataplane_id: id.clone(),
             instance,
             registry: metrics.clone(),
+            interval: Duration::from_millis(cli.metrics_report_interval_ms),
         })?;
     }
     if let Some(url) = cli.control_plane.clone() {

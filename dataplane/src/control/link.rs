@@ -138,7 +138,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
         }
         let retired = publisher.publish(table);
         let version = update.version;
-        // The shards swap at their next tick (at most `shard::TICK` away).
+        // The shards swap at their next tick (at most `Settings::tick` away).
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && !publisher.shard_versions().iter().all(|v| *v == version) {
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -1,4 +1,4 @@
-//! Sends the data plane's per-method totals to the control plane every [`INTERVAL`], on its
+//! Sends the data plane's per-method totals to the control plane every `MetricsReporter::interval` (2 s by default), on its
 //! own thread, for `controlctl metrics` and `controlctl top`. The totals are cumulative, so a
 //! lost report costs nothing but freshness; nothing is kept on disk.
 
@@ -8,14 +8,13 @@ use proto::grpc::{self, control_client::ControlClient};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const INTERVAL: Duration = Duration::from_secs(2);
-
 pub struct MetricsReporter {
     pub control_plane: String,
     pub dataplane_id: String,
     /// One per process start, so the control plane replaces this run's previous report.
     pub instance: String,
     pub registry: Arc<Registry>,
+    pub interval: Duration,
 }
 
 pub fn start(reporter: MetricsReporter) -> Result<(), String> {
@@ -31,7 +30,7 @@ pub fn start(reporter: MetricsReporter) -> Result<(), String> {
 async fn run(reporter: MetricsReporter) {
     let mut client: Option<ControlClient<tonic::transport::Channel>> = None;
     loop {
-        tokio::time::sleep(INTERVAL).await;
+        tokio::time::sleep(reporter.interval).await;
         let methods = reporter.registry.read(|methods| methods.iter().map(|m| to_proto(m)).collect());
         let report = grpc::MetricsReport {
             dataplane_id: reporter.dataplane_id.clone(),

@@ -22,7 +22,6 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// How often usage is collected and reported.
-pub const INTERVAL: Duration = Duration::from_secs(1);
 const PENDING_FILE: &str = "usage-pending.bin";
 
 /// `(key, plan, period start)`.
@@ -243,6 +242,8 @@ pub struct ReporterConfig {
     /// Where unanswered reports are kept; `None`: in memory only.
     pub state_dir: Option<PathBuf>,
     pub instance: String,
+    /// How often usage is collected and reported (the most a crash can lose).
+    pub interval: Duration,
 }
 
 /// Stops the reporter after a final collection, report and save.
@@ -275,6 +276,7 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
     let ledger = Ledger::new(config.instance.clone(), pending);
     ledger.apply_remote(quota::unix_now_s());
     let (stop_tx, stop_rx) = mpsc::channel::<mpsc::Sender<()>>();
+    let interval = config.interval;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     std::thread::Builder::new()
@@ -305,7 +307,7 @@ pub fn start(config: ReporterConfig, table: CurrentTable) -> Result<ReporterHand
                             let _ = done.send(());
                             return;
                         }
-                        tokio::time::sleep(INTERVAL / 10).await;
+                        tokio::time::sleep(interval / 10).await;
                         reporter.follow_table();
                     }
                 }

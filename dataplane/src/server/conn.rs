@@ -22,11 +22,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// Starting size of the read buffer: most request heads fit; a larger one grows it.
-const INITIAL_BUFFER: usize = 2048;
-/// A buffer larger than this is replaced by a fresh small one between requests.
-const KEEP_BUFFER: usize = 64 * 1024;
-
 /// A shard's open connections, so the sweeper can close those past their deadline and a drain
 /// the idle ones.
 #[derive(Default)]
@@ -88,7 +83,7 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
         peer,
         shard: shard.clone(),
         state,
-        buf: Vec::with_capacity(INITIAL_BUFFER),
+        buf: Vec::with_capacity(shard.settings.read_buffer),
         start: 0,
         // Allocated by the first response, so an idle connection holds only its read buffer.
         out: Vec::new(),
@@ -164,7 +159,7 @@ impl<S: Stream> Conn<S> {
                     return;
                 }
                 out.clear();
-                if out.capacity() > KEEP_BUFFER {
+                if out.capacity() > self.shard.settings.keep_buffer {
                     out = Vec::new();
                 }
                 self.out = out;
@@ -295,7 +290,7 @@ impl<S: Stream> Conn<S> {
         let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
         self.served += 1;
         self.start += consumed;
-        if chunked && self.body.capacity() > KEEP_BUFFER {
+        if chunked && self.body.capacity() > self.shard.settings.keep_buffer {
             self.body = Vec::new();
         }
         go_on && keep_alive
@@ -340,8 +335,8 @@ impl<S: Stream> Conn<S> {
         if self.start == self.buf.len() && self.pending.is_none() {
             self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > KEEP_BUFFER {
-                self.buf = Vec::with_capacity(INITIAL_BUFFER);
+            if self.buf.capacity() > self.shard.settings.keep_buffer {
+                self.buf = Vec::with_capacity(self.shard.settings.read_buffer);
             }
         } else if self.start > 0 {
             self.buf.drain(..self.start);
@@ -358,7 +353,7 @@ impl<S: Stream> Conn<S> {
         if self.buf.capacity() < needed {
             self.buf.reserve_exact(needed - self.buf.len());
         } else if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve(self.buf.capacity().max(INITIAL_BUFFER));
+            self.buf.reserve(self.buf.capacity().max(self.shard.settings.read_buffer));
         }
     }
 
@@ -367,7 +362,7 @@ impl<S: Stream> Conn<S> {
     async fn linger(&mut self) {
         let _ = self.stream.shutdown().await;
         let deadline = Instant::now() + Duration::from_millis(500);
-        let mut scratch = Vec::with_capacity(INITIAL_BUFFER);
+        let mut scratch = Vec::with_capacity(self.shard.settings.read_buffer);
         let mut discarded = 0usize;
         while discarded < 1 << 20 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };

@@ -16,11 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the sweeper runs: the precision of every client timeout.
-pub const TICK: Duration = Duration::from_millis(100);
-/// Ticks between metric exports (one second).
-const METRICS_EXPORT_TICKS: u64 = 10;
-
 /// What a shard thread is given.
 pub struct ShardSpec {
     pub index: usize,
@@ -98,7 +93,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     Ok(())
 }
 
-/// Every [`TICK`]: swaps in a new table if one arrived, lets the shard do its upkeep (coarse
+/// Every tick (`Settings::tick`): swaps in a new table if one arrived, lets the shard do its upkeep (coarse
 /// clock, `Date`, cache map, access log), and closes connections past their deadline; once a
 /// second, exports the shard's metrics. One timer for the whole shard, instead of one per
 /// read; the request path never polls anything.
@@ -107,11 +102,14 @@ async fn sweep(
     conns: Rc<Connections>,
     table_updates: crossbeam_channel::Receiver<Arc<LoadedTable>>,
 ) {
+    let tick = shard.settings.tick;
+    // Metrics are exported once a second, whatever the tick.
+    let export_every = (1000 / tick.as_millis().max(1)).max(1) as u64;
     let mut ticks: u64 = 0;
     loop {
-        monoio::time::sleep(TICK).await;
+        monoio::time::sleep(tick).await;
         ticks += 1;
-        if ticks.is_multiple_of(METRICS_EXPORT_TICKS) {
+        if ticks.is_multiple_of(export_every) {
             shard.metrics.borrow_mut().export();
         }
         shard.swap_table(&table_updates);
