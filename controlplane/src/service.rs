@@ -357,9 +357,16 @@ impl Control for ControlService {
             }
         }
         let guard = ConnectedGuard { id: req.dataplane_id, dataplanes: self.dataplanes.clone() };
-        let have = req.have_version;
+        let (have, have_digest) = (req.have_version, req.have_digest);
+        // Reconciled by content, not only by version: a data plane that serves this version
+        // with other bytes (a table restored or altered on its disk) gets it again. A data
+        // plane too old to send a digest is judged by version.
         let updates = tokio_stream::wrappers::WatchStream::new(self.published.subscribe())
-            .filter(move |p| p.version != have)
+            .filter(move |p| {
+                let same_content = have_digest.is_empty()
+                    || proto::table::stated_digest(&p.bytes).is_some_and(|d| d == have_digest.as_slice());
+                p.version != have || !same_content
+            })
             .map(move |p| {
                 let _keep = &guard;
                 Ok(grpc::TableUpdate { version: p.version, table: p.bytes.as_ref().clone() })

@@ -565,6 +565,12 @@ pub fn encode(table: &Table) -> Vec<u8> {
     seal(&archive)
 }
 
+/// The digest a table's bytes carry (see [`decode`], which checks it), if they are long
+/// enough to carry one.
+pub fn stated_digest(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.get(MAGIC.len()..MAGIC.len() + DIGEST_LEN)
+}
+
 /// `archive` framed with the magic and its digest.
 pub(crate) fn seal(archive: &[u8]) -> Vec<u8> {
     use sha2::Digest;
@@ -578,6 +584,7 @@ pub(crate) fn seal(archive: &[u8]) -> Vec<u8> {
 /// Validated table bytes, aligned for rkyv, that hand out the archived view for free.
 pub struct TableBytes {
     bytes: rkyv::util::AlignedVec,
+    digest: [u8; DIGEST_LEN],
 }
 
 impl TableBytes {
@@ -590,6 +597,11 @@ impl TableBytes {
 
     pub fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// The SHA-256 of the archive: what the table is, whatever its version number says.
+    pub fn digest(&self) -> &[u8; DIGEST_LEN] {
+        &self.digest
     }
 
     pub fn is_empty(&self) -> bool {
@@ -626,7 +638,9 @@ pub fn decode(bytes: &[u8]) -> Result<TableBytes, DecodeError> {
     let table = rkyv::access::<ArchivedTable, rkyv::rancor::Error>(&aligned)
         .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     check_references(table).map_err(DecodeError::Corrupt)?;
-    Ok(TableBytes { bytes: aligned })
+    let mut stored = [0u8; DIGEST_LEN];
+    stored.copy_from_slice(digest);
+    Ok(TableBytes { bytes: aligned, digest: stored })
 }
 
 fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> Result<(), String> {

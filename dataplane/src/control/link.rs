@@ -113,10 +113,12 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
 async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<(), String> {
     let mut client = super::client::connect(&config.url, super::client::Use::Watch).await?;
     let have = publisher.shard_versions().into_iter().min().unwrap_or(0);
+    let have_digest = publisher.current().map(|t| t.digest().to_vec()).unwrap_or_default();
     let request = grpc::WatchRequest {
         dataplane_id: config.id.clone(),
         shards: publisher.shards.len() as u32,
         have_version: have,
+        have_digest,
     };
     let mut stream = client.watch(request).await.map_err(|e| e.message().to_string())?.into_inner();
     log::info!("connected to control plane {} as {}", config.url, config.id);

@@ -116,6 +116,11 @@ impl LoadedTable {
         self.bytes.get()
     }
 
+    /// The table's SHA-256, which the control plane compares with its own.
+    pub fn digest(&self) -> &[u8; 32] {
+        self.bytes.digest()
+    }
+
     /// Size of the encoded table.
     pub fn size_bytes(&self) -> usize {
         self.bytes.len()

@@ -403,3 +403,41 @@ fn apply_reports_every_error_of_every_route_in_one_run() {
     let (_, out, _) = cp.ctl(&["get", "api"]);
     assert!(!out.contains(" a "), "nothing was stored: {out}");
 }
+
+/// A data plane whose persisted table has the control plane's version number but other
+/// content (restored from elsewhere, altered on its disk) is sent the real table: tables are
+/// reconciled by their digest, not only by version.
+#[test]
+fn a_table_with_the_right_version_but_other_content_is_replaced() {
+    let work = TempDir::new("cp-reconcile");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let origin = Origin::start();
+    cp.apply(&work.0, &versioned(1, origin.addr));
+    let (_, out, _) = cp.ctl(&["status", "-o", "json"]);
+    let version = serde_json::from_str::<serde_json::Value>(&out).unwrap()["version"].as_u64().unwrap();
+    // The same version number, compiled from other content, put where the data plane looks.
+    let state = TempDir::new("dp-reconcile");
+    let stale = work.0.join("stale.yaml");
+    std::fs::write(&stale, versioned(666, origin.addr)).unwrap();
+    let (code, _, err) = gateway_tests::process::controlctl(&[
+        "compile",
+        "-f",
+        stale.to_str().unwrap(),
+        "-o",
+        state.0.join("table.bin").to_str().unwrap(),
+        "--version",
+        &version.to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let dp = follower(&cp, &state);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = dp.client().get("localhost", "/v").text();
+        if body == "v1" {
+            break;
+        }
+        assert_eq!(body, "v666", "either the persisted table or the control plane's");
+        assert!(Instant::now() < deadline, "the stale table of version {version} was never replaced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
