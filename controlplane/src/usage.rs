@@ -60,8 +60,10 @@ pub struct UsageStore {
 }
 
 impl UsageStore {
-    /// Loads the snapshot and replays the log. A torn last line (a crash mid-append) was never
-    /// acknowledged, and is dropped.
+    /// Loads the snapshot and replays the log. A line that is not a record (a torn append:
+    /// a crash, or a full disk, left part of it) was never acknowledged and is skipped, and
+    /// only it: the records after it were acknowledged and count. If one was skipped, the log
+    /// is rewritten (durably) with the whole records only.
     pub fn open(dir: &Path) -> Result<UsageStore, String> {
         let snapshot_path = dir.join("usage.json");
         let snapshot: Snapshot = match std::fs::read(&snapshot_path) {
@@ -84,19 +86,28 @@ impl UsageStore {
             periods: snapshot.periods.into_iter().collect(),
             sequences: snapshot.sequences,
         };
-        let mut valid_bytes = 0u64;
+        // The whole records, to rewrite the log with if a torn one is found.
+        let mut whole = Vec::new();
+        let mut torn = 0;
         for line in BufReader::new(log).split(b'\n') {
             let line = line.map_err(|e| format!("{}: {e}", log_path.display()))?;
-            let Ok(record) = serde_json::from_slice::<Record>(&line) else {
-                eprintln!("warning: dropping a torn record at the end of {}", log_path.display());
-                break;
-            };
-            valid_bytes += line.len() as u64 + 1;
-            store.apply(record);
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(record) => {
+                    store.apply(record);
+                    whole.extend_from_slice(&line);
+                    whole.push(b'\n');
+                }
+                Err(_) => torn += 1,
+            }
         }
-        // Cut a torn tail so the next append starts on a line of its own.
-        store.log.set_len(valid_bytes).map_err(|e| e.to_string())?;
-        store.log_bytes = valid_bytes;
+        if torn > 0 {
+            eprintln!("warning: skipped {torn} torn record(s) in {}; rewriting it", log_path.display());
+            let rewrite =
+                |e: std::io::Error| format!("{}: rewriting without torn records: {e}", log_path.display());
+            proto::durable_file::write(&log_path, &whole).map_err(rewrite)?;
+            store.log = OpenOptions::new().append(true).open(&log_path).map_err(rewrite)?;
+        }
+        store.log_bytes = whole.len() as u64;
         Ok(store)
     }
 
@@ -125,14 +136,21 @@ impl UsageStore {
         true
     }
 
-    /// Appends and fsyncs the record, then applies it. Nothing is applied if the write fails.
+    /// Appends and fsyncs the record, then applies it. If the write fails (a full disk can
+    /// leave part of it), the log is cut back to its last whole record before the error is
+    /// returned, so the next record never shares a line with a torn one; nothing is applied.
     fn append(&mut self, record: Record) -> Result<(), String> {
         let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        self.log
-            .write_all(&line)
-            .and_then(|()| self.log.sync_data())
-            .map_err(|e| format!("usage log: {e}"))?;
+        let written = self.log.write_all(&line).and_then(|()| self.log.sync_data());
+        if let Err(e) = written {
+            let rolled_back = self.log.set_len(self.log_bytes).and_then(|()| self.log.sync_data());
+            return Err(match rolled_back {
+                Ok(()) => format!("usage log: {e}"),
+                // The torn bytes stay; the next open skips exactly them.
+                Err(again) => format!("usage log: {e} (and cutting the torn record failed: {again})"),
+            });
+        }
         self.log_bytes += line.len() as u64;
         self.apply(record);
         if self.log_bytes >= COMPACT_AT {
@@ -248,6 +266,73 @@ mod tests {
         store.report("dp", 2, entry(4)).unwrap();
         drop(store);
         assert_eq!(UsageStore::open(&d).unwrap().counts("alice", "basic", 100).used, 7);
+    }
+
+    #[test]
+    fn a_torn_record_inside_the_log_costs_only_itself() {
+        // What a full disk left before the append that rolls back existed: a partial record
+        // with a whole one after it on the same line, then more whole ones.
+        let d = dir("torn-middle");
+        let mut store = UsageStore::open(&d).unwrap();
+        store.report("dp", 1, entry(3)).unwrap();
+        drop(store);
+        let good = |sequence: u64, n: u64| {
+            let record = Record::Report { instance: "dp".into(), sequence, entries: entry(n) };
+            let mut line = serde_json::to_vec(&record).unwrap();
+            line.push(b'\n');
+            line
+        };
+        let mut log = OpenOptions::new().append(true).open(d.join("usage.log")).unwrap();
+        log.write_all(br#"{"record":"report","inst"#).unwrap();
+        log.write_all(&good(2, 4)).unwrap();
+        log.write_all(&good(3, 5)).unwrap();
+        log.write_all(&good(4, 6)).unwrap();
+        drop(log);
+        let store = UsageStore::open(&d).unwrap();
+        // Sequence 2 shared the torn line and is lost with it; 3 and 4 after it count.
+        assert_eq!(store.counts("alice", "basic", 100).used, 3 + 5 + 6);
+        let rewritten = std::fs::read_to_string(d.join("usage.log")).unwrap();
+        assert_eq!(rewritten.lines().count(), 3, "only whole records are left: {rewritten}");
+        drop(store);
+        assert_eq!(UsageStore::open(&d).unwrap().counts("alice", "basic", 100).used, 14);
+    }
+
+    #[test]
+    fn a_failed_append_on_a_full_disk_is_cut_back_and_loses_nothing_acknowledged() {
+        // A 64 KiB tmpfs, filled up: needs root (CI and the development machines run as root).
+        let d = dir("full-disk");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&d)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs at {} failed (this test needs root)", d.display());
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let _unmount = Unmount(d.clone());
+        let mut store = UsageStore::open(&d).unwrap();
+        let filler = d.join("filler");
+        let _ = std::fs::write(&filler, vec![0u8; 60 * 1024]);
+        let mut acknowledged = 0u64;
+        let mut refused = 0;
+        for sequence in 1..=200u64 {
+            match store.report("dp", sequence, entry(sequence)) {
+                Ok(()) => acknowledged += sequence,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(refused > 0, "the disk never filled up");
+        // Room again: later appends work and land on lines of their own.
+        std::fs::remove_file(&filler).unwrap();
+        store.report("dp", 201, entry(201)).unwrap();
+        acknowledged += 201;
+        drop(store);
+        let store = UsageStore::open(&d).unwrap();
+        assert_eq!(store.counts("alice", "basic", 100).used, acknowledged);
     }
 
     #[test]
