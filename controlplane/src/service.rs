@@ -119,7 +119,11 @@ impl ControlService {
         if outcome.state == *state {
             return Ok(());
         }
-        self.store.save(&outcome.state).map_err(|e| Status::internal(format!("storing the change: {e}")))?;
+        // A refusal, not an outage: nothing was acknowledged and the stored state is the old one
+        // (the store replaces its file atomically), so controlctl exits 1 and says why.
+        self.store
+            .save(&outcome.state)
+            .map_err(|e| Status::aborted(format!("not applied: storing it failed: {e}")))?;
         *state = outcome.state.clone();
         if outcome.state.version != self.published.borrow().version {
             let bytes = Arc::new(proto::table::encode(&outcome.table));
@@ -469,7 +473,7 @@ impl Control for ControlService {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::unavailable)?;
+        .map_err(|e| Status::aborted(format!("not applied: {e}")))?;
         Ok(Response::new(grpc::GetUsageResponse { rows: vec![row] }))
     }
 }

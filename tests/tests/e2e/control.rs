@@ -441,3 +441,44 @@ fn a_table_with_the_right_version_but_other_content_is_replaced() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A full disk under the control plane's store: the change is refused (exit 1, with the
+/// cause), and the acknowledged state is intact, before and after a restart.
+#[test]
+fn a_full_disk_refuses_the_change_and_keeps_the_acknowledged_state() {
+    let work = TempDir::new("cp-full-disk");
+    let data = work.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A 256 KiB tmpfs: needs root (CI and the development machines run as root).
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&data)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mounting a tmpfs failed (this test needs root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let origin = Origin::start();
+    let mut cp = ControlPlane::start(&data);
+    cp.apply(&work.0, &versioned(1, origin.addr));
+    // Fill the disk, then try a change.
+    let filler = data.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 256 * 1024]);
+    let (code, _, err) = cp.apply_result(&work.0, &versioned(2, origin.addr), false);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not applied: storing it failed") && err.contains("No space left"), "{err}");
+    let (_, out, _) = cp.ctl(&["get", "api", "shop", "-o", "json"]);
+    assert!(out.contains("\"v1\"") && !out.contains("\"v2\""), "{out}");
+    // Room again, and a restart: the acknowledged state, and changes work again.
+    std::fs::remove_file(&filler).unwrap();
+    cp.kill9();
+    let cp = ControlPlane::start_at(&data, &cp.addr.to_string());
+    let (_, out, _) = cp.ctl(&["get", "api", "shop", "-o", "json"]);
+    assert!(out.contains("\"v1\""), "{out}");
+    cp.apply(&work.0, &versioned(2, origin.addr));
+}
