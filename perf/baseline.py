@@ -102,6 +102,26 @@ def bench(args, json_path):
         return json.load(f)
 
 
+def max_rounds(configs, paths, rounds, duration, work):
+    """`bench max` (64 connections) against every server of `configs` (name -> a function
+    starting it) for every route of `paths` (kind -> path), in alternating rounds, with the
+    server's CPU per request; `{(name, kind): [bench result per round]}`."""
+    runs = {(name, kind): [] for name in configs for kind in paths}
+    for r in range(rounds):
+        for name, make in configs.items():
+            with make() as s:
+                for kind, path in paths.items():
+                    start = cpu_ticks(s.pids())
+                    m = bench(["max", "--duration", str(duration), "--connections", "64",
+                               f"http://127.0.0.1:{s.port}{path}"], os.path.join(work, "m.json"))
+                    m["cpu_us_per_req"] = (cpu_ticks(s.pids()) - start) / TICKS * 1e6 / max(m["completed"], 1)
+                    assert m["status"]["2xx"] == m["completed"], f"{name} {kind}: {m['status']}"
+                    runs[(name, kind)].append(m)
+                    print(f"round {r + 1} {name} {kind}: {m['achieved_rate']:.0f}/s, "
+                          f"{m['cpu_us_per_req']:.2f} us/req", flush=True)
+    return runs
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -24,9 +24,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline import BIN, bench  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, build_release, compile_table, cpu_ticks,  # noqa: E402
-                     ensure_tools, free_port, nginx_server, run_id, wait_port, write_results)
+from baseline import BIN, max_rounds  # noqa: E402
+from harness import (LOAD_CPU, ROOT, Server, build_release, compile_table, ensure_tools, free_port,  # noqa: E402
+                     nginx_server, run_id, wait_port, write_results)
 from observability import MANIFEST, NGINX, build_baseline  # noqa: E402
 
 BEFORE = "96a06a1"
@@ -70,20 +70,8 @@ def main():
         "nginx": lambda: nginx_server(work, "nginx", NGINX, origin=origin_port, log="access_log off;"),
     }
     paths = {"MOCK": "/health", "proxy": "/pets/1"}
-    runs = {(name, kind): [] for name in configs for kind in paths}
     try:
-        for r in range(args.rounds):
-            for name, make in configs.items():
-                with make() as s:
-                    for kind, path in paths.items():
-                        start = cpu_ticks(s.pids())
-                        m = bench(["max", "--duration", str(args.duration), "--connections", "64",
-                                   f"http://127.0.0.1:{s.port}{path}"], os.path.join(work, "m.json"))
-                        m["cpu_us_per_req"] = (cpu_ticks(s.pids()) - start) / TICKS * 1e6 / max(m["completed"], 1)
-                        assert m["status"]["2xx"] == m["completed"], f"{name} {kind}: {m['status']}"
-                        runs[(name, kind)].append(m)
-                        print(f"round {r + 1} {name} {kind}: {m['achieved_rate']:.0f}/s, "
-                              f"{m['cpu_us_per_req']:.2f} us/req", flush=True)
+        runs = max_rounds(configs, paths, args.rounds, args.duration, work)
     finally:
         origin.terminate()
         origin.wait()

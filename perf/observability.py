@@ -23,9 +23,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline import BIN, bench  # noqa: E402
-from harness import (LOAD_CPU, ROOT, TICKS, Server, build_release, compile_table, cpu_ticks,  # noqa: E402
-                     ensure_tools, free_port, nginx_server, run_id, wait_port, write_results)
+from baseline import BIN, max_rounds  # noqa: E402
+from harness import (LOAD_CPU, ROOT, Server, build_release, compile_table, ensure_tools, free_port,  # noqa: E402
+                     nginx_server, run_id, wait_port, write_results)
 
 BASELINE = "bc514dd"
 
@@ -126,20 +126,8 @@ def main():
         "nginx, access_log on": lambda: nginx(work, "on", origin_port, f"access_log {work}/nginx-access.log;"),
     }
     paths = {"MOCK": "/health", "proxy": "/pets/1"}
-    runs = {(name, kind): [] for name in configs for kind in paths}
     try:
-        for r in range(args.rounds):
-            for name, make in configs.items():
-                with make() as s:
-                    for kind, path in paths.items():
-                        before = cpu_ticks(s.pids())
-                        m = bench(["max", "--duration", str(args.duration), "--connections", "64",
-                                   f"http://127.0.0.1:{s.port}{path}"], os.path.join(work, "m.json"))
-                        m["cpu_us_per_req"] = (cpu_ticks(s.pids()) - before) / TICKS * 1e6 / max(m["completed"], 1)
-                        assert m["status"]["2xx"] == m["completed"], f"{name} {kind}: {m['status']}"
-                        runs[(name, kind)].append(m)
-                        print(f"round {r + 1} {name} {kind}: {m['achieved_rate']:.0f}/s, "
-                              f"{m['cpu_us_per_req']:.2f} us/req", flush=True)
+        runs = max_rounds(configs, paths, args.rounds, args.duration, work)
         logged_lines = sum(1 for _ in open(os.path.join(work, "access.log")))
     finally:
         origin.terminate()
