@@ -39,7 +39,9 @@ fn apply_change_delete_reach_the_data_plane() {
     assert_eq!(dp.admin_get("/readyz").0, 503, "no table yet");
     let out = cp.apply(&work.0, &versioned(1, origin.addr));
     assert!(out.contains("api/shop created"), "{out}");
-    assert!(out.contains("served by 1 data plane(s)"), "{out}");
+    let id = format!(":{}", dp.addr.port());
+    let served = out.lines().find(|l| l.contains("served by 1 data plane(s)")).unwrap_or_default();
+    assert!(served.ends_with(&id), "--wait names the data plane it waited for: {out}");
     let mut c = dp.client();
     assert_eq!(c.get("localhost", "/v").text(), "v1");
     assert_eq!(c.get("localhost", "/items/3").json()["target"], "/items/3");
@@ -481,4 +483,32 @@ fn a_full_disk_refuses_the_change_and_keeps_the_acknowledged_state() {
     let (_, out, _) = cp.ctl(&["get", "api", "shop", "-o", "json"]);
     assert!(out.contains("\"v1\""), "{out}");
     cp.apply(&work.0, &versioned(2, origin.addr));
+}
+
+/// `apply --wait` names the data planes it waited for, and those it did not because they
+/// are down, so a success never hides one.
+#[test]
+fn apply_wait_names_the_data_planes_it_did_not_wait_for() {
+    let work = TempDir::new("cp-wait-names");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let (state_up, state_down) = (TempDir::new("dp-up"), TempDir::new("dp-down"));
+    let up = follower(&cp, &state_up);
+    let down = follower(&cp, &state_down);
+    let down_id = format!(":{}", down.addr.port());
+    drop(down);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = cp.ctl(&["status"]);
+        if out.lines().any(|l| l.contains(&down_id) && l.contains("disconnected")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the killed data plane never showed as disconnected: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let origin = Origin::start();
+    let out = cp.apply(&work.0, &versioned(1, origin.addr));
+    let line = out.lines().find(|l| l.contains("served by 1 data plane(s)")).unwrap_or_default();
+    let (waited, not_waited) = line.split_once("; not waited for (disconnected): ").expect(&out);
+    assert!(waited.ends_with(&format!(":{}", up.addr.port())), "{out}");
+    assert!(not_waited.ends_with(&down_id), "{out}");
 }

@@ -59,10 +59,21 @@ pub(crate) async fn wait_for(
             .map(|d| d.id.clone())
             .collect();
         if behind.is_empty() {
+            // Name them, and the known ones that were not waited for (disconnected), so a
+            // success never hides a data plane that is down.
+            let served: Vec<&str> = connected.iter().map(|d| d.id.as_str()).collect();
+            let down: Vec<&str> =
+                status.dataplanes.iter().filter(|d| !d.connected).map(|d| d.id.as_str()).collect();
+            let not_waited = if down.is_empty() {
+                String::new()
+            } else {
+                format!("; not waited for (disconnected): {}", down.join(", "))
+            };
             println!(
-                "version {version} served by {} data plane(s) after {} ms",
+                "version {version} served by {} data plane(s) after {} ms: {}{not_waited}",
                 connected.len(),
-                started.elapsed().as_millis()
+                started.elapsed().as_millis(),
+                served.join(", ")
             );
             return Ok(());
         }
