@@ -353,6 +353,15 @@ impl Control for ControlService {
         {
             let mut map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
             let info = map.entry(req.dataplane_id.clone()).or_default();
+            // Two data planes under one id would hide each other in `status` and in `--wait`:
+            // the second is refused while the first is connected (a restarted one is let in
+            // as soon as its old stream is gone).
+            if info.connected {
+                return Err(Status::already_exists(format!(
+                    "a data plane with id '{}' is already connected from {}; give each its own --id",
+                    req.dataplane_id, info.peer
+                )));
+            }
             info.peer = peer;
             info.connected = true;
             info.last_seen_ms = now_ms();

@@ -512,3 +512,39 @@ fn apply_wait_names_the_data_planes_it_did_not_wait_for() {
     assert!(waited.ends_with(&format!(":{}", up.addr.port())), "{out}");
     assert!(not_waited.ends_with(&down_id), "{out}");
 }
+
+/// A second data plane with an id already connected is refused, so the two never hide each
+/// other; the first goes on being served.
+#[test]
+fn a_duplicate_data_plane_id_is_refused() {
+    let work = TempDir::new("cp-dup-id");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    let origin = Origin::start();
+    let start = |state: &TempDir| {
+        let options = DataplaneOptions {
+            control_plane: Some((cp.url(), state.0.clone())),
+            extra_args: vec!["--id".into(), "edge-1".into()],
+            ..DataplaneOptions::default()
+        };
+        Dataplane::start_with("", options)
+    };
+    let (first_state, second_state) = (TempDir::new("dp-dup-1"), TempDir::new("dp-dup-2"));
+    let first = start(&first_state);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cp.ctl(&["status"]).1.contains("edge-1") {
+        assert!(Instant::now() < deadline, "the first data plane never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = start(&second_state);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l.contains("already connected") && l.contains("own --id")) {
+        assert!(Instant::now() < deadline, "the second data plane was not refused: {said:?}");
+        said.extend(second.stderr_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cp.apply(&work.0, &versioned(1, origin.addr));
+    assert_eq!(first.client().get("localhost", "/v").text(), "v1");
+    let (_, out, _) = cp.ctl(&["status"]);
+    assert_eq!(out.matches("edge-1").count(), 1, "{out}");
+}
