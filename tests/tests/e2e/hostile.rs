@@ -297,3 +297,33 @@ fn a_flipped_byte_in_a_table_file_is_refused_not_served() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("the SHA-256 digest does not match"), "{stderr}");
 }
+
+/// The phases run in the order `gateway/mod.rs` gives, each for its reason: the API key is
+/// checked before the throttles (a request without a key takes no token), and the throttles
+/// before the cache (a throttled request is refused even when its answer is cached).
+#[test]
+fn the_phases_run_in_their_documented_order() {
+    let origin = Origin::start();
+    let key = "order-key-0123456789abcdef";
+    let api = format!(
+        "kind: Api\nname: o\nroutes:\n  GET /c:\n    apiKeyRequired: true\n    throttle: {{ rate: 0.01, burst: 2 }}\n    \
+         integration: {{ type: HTTP_PROXY, uri: \"http://{}/c\" }}\n\
+         ---\nkind: Stage\napi: o\nname: s\ncache: {{ enabled: true, ttl: 300s }}\n\
+         ---\nkind: Domain\nname: localhost\nmappings:\n  - {{ basePath: \"\", api: o, stage: s }}\n\
+         ---\nkind: UsagePlan\nname: p\nstages: [o/s]\n---\nkind: ApiKey\nname: k\nplan: p\nvalue: {key}\n",
+        origin.addr
+    );
+    let dp = Dataplane::start(&api);
+    let mut c = dp.client();
+    for _ in 0..5 {
+        assert_eq!(c.get("localhost", "/c").status, 403, "no key");
+    }
+    let keyed = format!("GET /c HTTP/1.1\r\nHost: localhost\r\nx-api-key: {key}\r\n\r\n");
+    // The two tokens are still there: the refused requests took none.
+    assert_eq!(c.request(&keyed).status, 200, "a miss");
+    assert_eq!(c.request(&keyed).status, 200, "a hit");
+    assert_eq!(origin.requests(), 1, "the second came from the cache");
+    // The answer is cached, but the throttle comes first.
+    let r = c.request(&keyed);
+    assert_eq!((r.status, r.text().as_str()), (429, r#"{"message":"Too Many Requests"}"#));
+}
