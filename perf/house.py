@@ -19,15 +19,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline import BIN, max_rounds  # noqa: E402
-from harness import (LOAD_CPU, ROOT, Server, build_release, compile_table, ensure_tools, free_port,  # noqa: E402
-                     nginx_server, run_id, wait_port, write_results)
-from observability import MANIFEST, NGINX, build_baseline  # noqa: E402
+from harness import (Server, build_release, compile_table, ensure_tools, free_port, nginx_server,  # noqa: E402
+                     run_id, write_results)
+from observability import MANIFEST, NGINX, build_baseline, work_and_origin  # noqa: E402
 
 BEFORE = "96a06a1"
 FIXES = "a0c0c37"
@@ -54,14 +52,7 @@ def main():
     before = build_baseline(args.before)
     fixes = build_baseline(args.fixes)
     current = (os.path.join(BIN, "dataplane"), os.path.join(BIN, "controlctl"))
-    work = tempfile.mkdtemp(prefix="gw-house-", dir=os.path.join(ROOT, "target"))
-    os.chmod(work, 0o755)
-    with open(os.path.join(work, "health.txt"), "w") as f:
-        f.write("ok")
-    origin_port = free_port()
-    origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
-                               f"127.0.0.1:{origin_port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
-    wait_port(origin_port)
+    work, origin_port, origin = work_and_origin("gw-house-")
     before_name = f"gateway {args.before} (before)"
     configs = {
         before_name: lambda: gateway(*before, work, "before", origin_port),

@@ -83,6 +83,20 @@ def build_baseline(commit):
     return binaries
 
 
+def work_and_origin(prefix):
+    """A work directory on disk (with nginx's health.txt) and the bench origin on cpu 1:
+    `(dir, origin port, origin process)`."""
+    work = tempfile.mkdtemp(prefix=prefix, dir=os.path.join(ROOT, "target"))
+    os.chmod(work, 0o755)
+    with open(os.path.join(work, "health.txt"), "w") as f:
+        f.write("ok")
+    port = free_port()
+    origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
+                               f"127.0.0.1:{port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
+    wait_port(port)
+    return work, port, origin
+
+
 def gateway(dataplane, controlctl, work, tag, origin, log):
     table = compile_table(work, tag, MANIFEST % {"origin": origin, "log": log}, controlctl)
     port = free_port()
@@ -109,14 +123,7 @@ def main():
     base_dp, base_ctl = build_baseline(args.baseline)
     cur_dp, cur_ctl = os.path.join(BIN, "dataplane"), os.path.join(BIN, "controlctl")
     # On disk (not tmpfs), as a production log would be.
-    work = tempfile.mkdtemp(prefix="gw-observability-", dir=os.path.join(ROOT, "target"))
-    os.chmod(work, 0o755)
-    with open(os.path.join(work, "health.txt"), "w") as f:
-        f.write("ok")
-    origin_port = free_port()
-    origin = subprocess.Popen(["taskset", "-c", LOAD_CPU, os.path.join(BIN, "origin"), "--listen",
-                               f"127.0.0.1:{origin_port}", "--body-bytes", "64"], stdout=subprocess.DEVNULL)
-    wait_port(origin_port)
+    work, origin_port, origin = work_and_origin("gw-observability-")
     access_log = "accessLog: { destination: access.log, format: CLF }"
     configs = {
         f"gateway {args.baseline} (no observability)": lambda: gateway(base_dp, base_ctl, work, "base", origin_port, ""),

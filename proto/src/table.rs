@@ -609,6 +609,18 @@ impl TableBytes {
     }
 }
 
+/// True for an HTTP token (RFC 9110 §5.6.2): a header name or a method. The one rule the
+/// compiler and the decoder both apply to names written to the wire.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// True for an upstream host as the table keeps it: a name or address of letters, digits,
+/// `-`, `.` and `_`, or an `[IPv6]` literal. It is written into every upstream `Host` header.
+pub fn is_upstream_host(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+}
+
 /// True for a name an access log may have: a plain file name (letters, digits, `-`, `_`, `.`;
 /// not starting with `.`; at most 255 bytes), so it can only name a file inside the data
 /// plane's access-log directory.
@@ -689,9 +701,7 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> R
         }
         if let ArchivedIntegration::Mock(mock) = &route.integration {
             let header_ok = |h: &ArchivedHeader| {
-                !h.name.is_empty()
-                    && h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                    && !h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+                is_token(&h.name) && !h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
             };
             if !mock.headers.iter().all(header_ok) {
                 return Err(format!("route {} has a malformed response header", route.key));
@@ -725,9 +735,7 @@ fn check_references(table: &ArchivedTable) -> Result<(), String> {
     let stages = table.stages.len();
     let upstreams = table.upstreams.len();
     // Written into every upstream request's Host header as it is.
-    if let Some(bad) = table.upstreams.iter().find(|u| {
-        u.host.is_empty() || !u.host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
-    }) {
+    if let Some(bad) = table.upstreams.iter().find(|u| !is_upstream_host(&u.host)) {
         return Err(format!("upstream host {:?} is not a host name", bad.host.as_str()));
     }
     for domain in table.domains.iter() {

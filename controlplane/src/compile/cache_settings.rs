@@ -158,7 +158,7 @@ fn key_part(name: &str, params: &[String]) -> Result<CacheKeyPart, String> {
             .ok_or_else(|| format!("'{field}' is not a path parameter of this route")),
         "querystring" => Ok(CacheKeyPart::Query(field.to_string())),
         "header" => {
-            if !field.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            if !proto::table::is_token(field) {
                 return Err(format!("'{field}' is not a header name"));
             }
             Ok(CacheKeyPart::Header(field.to_ascii_lowercase()))

@@ -133,7 +133,7 @@ fn compile_integration(
             }
             let mut headers = Vec::new();
             for (name, value) in &response.headers {
-                if httparse_token(name).is_err() || value.contains(['\r', '\n']) {
+                if !table::is_token(name) || value.contains(['\r', '\n']) {
                     return Err((format!(".response.headers.{name}"), "not a valid header".into()));
                 }
                 headers.push(table::Header { name: name.clone(), value: value.clone() });
@@ -186,16 +186,6 @@ fn compile_integration(
     }
 }
 
-fn httparse_token(name: &str) -> Result<(), ()> {
-    let ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(())
-    }
-}
-
 /// Splits `http://host[:port]/path?query` into host, port and the path-and-query.
 /// What an integration compiles to when it can only be checked with a stage's variables.
 fn unchecked() -> Integration {
@@ -227,7 +217,7 @@ pub(super) fn split_http_uri(uri: &str) -> Result<(String, u16, String), String>
     if host.is_empty() || host == "[]" {
         return Err(format!("'{uri}' has no host"));
     }
-    if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)) {
+    if !table::is_upstream_host(&host) {
         return Err(format!(
             "'{uri}': the host may hold only letters, digits and - . _ (or an [IPv6] literal)"
         ));

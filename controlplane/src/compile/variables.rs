@@ -28,6 +28,11 @@ pub(super) fn check_variables<T>(
     }
 }
 
+/// A character AWS allows in a stage variable value.
+fn allowed_in_value(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#&=,".contains(c)
+}
+
 /// AWS's rule for stage variable values: one or more of `A-Z a-z 0-9 - . _ ~ : / ? # & = ,`.
 /// Nothing else may reach an upstream request line or header through a variable (a CR, LF or
 /// space would split one request into two).
@@ -36,7 +41,7 @@ pub(super) fn check_variable_value(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("a stage variable value is one or more of {ALLOWED}"));
     }
-    match value.chars().find(|&c| !(c.is_ascii_alphanumeric() || "-._~:/?#&=,".contains(c))) {
+    match value.chars().find(|&c| !allowed_in_value(c)) {
         None => Ok(()),
         Some(c) => Err(format!("{c:?} is not allowed in a stage variable value (only {ALLOWED})")),
     }
@@ -69,7 +74,7 @@ pub(super) fn substitute_stage_variables(
         // Values were checked when the stage was read; this is where one becomes part of a
         // request line, so anything outside AWS's set is percent-encoded here all the same.
         for c in value.chars() {
-            if c.is_ascii_alphanumeric() || "-._~:/?#&=,".contains(c) {
+            if allowed_in_value(c) {
                 out.push(c);
             } else {
                 let mut utf8 = [0u8; 4];

@@ -203,10 +203,15 @@ fn yaml_error(file: &str, first_line: usize, err: &yaml_serde::Error) -> Manifes
     // yaml_serde reports "path: message at line L column C"; keep the path and message, and
     // turn the line into a file line.
     let line = err.location().map(|l| first_line + l.line() - 1).or(Some(first_line));
-    let mut text = err.to_string();
-    if let Some(at) = text.rfind(" at line ") {
-        text.truncate(at);
-    }
+    let text = err.to_string();
+    let (path, message) = path_and_message(&text);
+    ManifestError { file: file.to_string(), line, path: route_path_style(path), message: suggest(message) }
+}
+
+/// Splits yaml_serde's "path: message at line L column C" into the field path (empty when
+/// the message has none) and the message.
+fn path_and_message(text: &str) -> (&str, &str) {
+    let text = text.rfind(" at line ").map_or(text, |at| &text[..at]);
     // serde's own phrases, which start a message that has no path in front.
     const PHRASES: [&str; 7] = [
         "invalid type",
@@ -217,13 +222,10 @@ fn yaml_error(file: &str, first_line: usize, err: &yaml_serde::Error) -> Manifes
         "missing field",
         "duplicate field",
     ];
-    let (path, message) = match text.split_once(": ") {
-        Some((path, message)) if !PHRASES.iter().any(|p| path.starts_with(p)) => {
-            (route_path_style(path), suggest(message))
-        }
-        _ => (String::new(), suggest(&text)),
-    };
-    ManifestError { file: file.to_string(), line, path, message }
+    match text.split_once(": ") {
+        Some((path, message)) if !PHRASES.iter().any(|p| path.starts_with(p)) => (path, message),
+        _ => ("", text),
+    }
 }
 
 /// Rewrites serde's `routes.GET /x.integration` into this project's `routes["GET /x"].integration`.
@@ -398,12 +400,11 @@ fn api_route_by_route(
                 let reparsed =
                     yaml_serde::to_string(&value).ok().and_then(|t| yaml_serde::from_str::<Route>(&t).err());
                 let text = reparsed.map_or_else(|| e.to_string(), |e| e.to_string());
-                let text = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
-                let (inner, message) = match text.split_once(": ") {
-                    Some((path, message)) if !path.contains(' ') => (format!(".{path}"), message),
-                    _ => (String::new(), text),
+                let (inner, message) = path_and_message(&text);
+                let path = match inner {
+                    "" => format!("routes[\"{key}\"]"),
+                    inner => format!("routes[\"{key}\"].{inner}"),
                 };
-                let path = format!("routes[\"{key}\"]{inner}");
                 // An unknown field is located on its own line, as serde would.
                 let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next());
                 let line = match unknown {
