@@ -102,7 +102,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 10] = [
+    let series: [Series; 13] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -139,6 +139,21 @@ fn metrics(state: &AdminState) -> String {
             "gauge",
             "Idle keep-alive connections in the shard's upstream pool.",
             |s| s.upstream_idle.load(Relaxed),
+        ),
+        (
+            "gateway_memory_buffered_bytes",
+            "gauge",
+            "Bytes the shard's connections buffer (requests, unsent responses, upstream exchanges).",
+            |s| s.memory.used(),
+        ),
+        ("gateway_memory_limit_bytes", "gauge", "The most the shard's connections may buffer.", |s| {
+            s.memory.limit()
+        }),
+        (
+            "gateway_memory_refusals_total",
+            "counter",
+            "Requests answered 503 because the shard's memory limit had no room for them.",
+            |s| s.memory.refused(),
         ),
     ];
     for (name, kind, help, read) in series {

@@ -21,8 +21,12 @@ pub struct Settings {
     pub max_idle_per_upstream: usize,
     /// A connection's first read buffer; a larger request grows it.
     pub read_buffer: usize,
-    /// A buffer that grew past this for one request is given back once it is done.
+    /// A buffer that grew past this for one request is given back once it is done; also how
+    /// many response bytes may wait unsent before a connection stops answering pipelined
+    /// requests.
     pub keep_buffer: usize,
+    /// Bytes each shard's connections may buffer in all ([`crate::runtime::memory`]).
+    pub shard_memory_limit: u64,
     /// How often each shard's sweeper runs: the precision of every client timeout, and how
     /// soon a new table is served.
     pub tick: Duration,
@@ -40,6 +44,7 @@ impl Default for Settings {
             max_idle_per_upstream: 256,
             read_buffer: 2048,
             keep_buffer: 64 * 1024,
+            shard_memory_limit: 256 * 1024 * 1024,
             tick: Duration::from_millis(100),
         }
     }

@@ -23,6 +23,9 @@ pub enum Kind {
     IntegrationFailure,
     /// No routing table is loaded yet.
     NotReady,
+    /// The shard's budget for buffered bytes ([`crate::runtime::memory`]) has no room for the
+    /// request's body or its integration's response.
+    Overloaded,
     /// A throttle (usage plan, method, stage or account) has no token left.
     Throttled,
     /// The route requires an API key and the request has none that opens this stage.
@@ -56,7 +59,7 @@ impl Kind {
             Kind::IntegrationFailure => {
                 (502, br#"{"message":"Internal server error"}"#, Some(b"InternalServerErrorException"))
             }
-            Kind::NotReady => (503, br#"{"message":"Service Unavailable"}"#, None),
+            Kind::NotReady | Kind::Overloaded => (503, br#"{"message":"Service Unavailable"}"#, None),
             Kind::Throttled => (429, br#"{"message":"Too Many Requests"}"#, Some(b"ThrottlingException")),
             Kind::InvalidApiKey => (403, br#"{"message":"Forbidden"}"#, Some(b"ForbiddenException")),
             Kind::QuotaExceeded => (429, br#"{"message":"Limit Exceeded"}"#, Some(b"LimitExceededException")),
@@ -89,7 +92,7 @@ impl Kind {
             Kind::RequestTooLarge => "REQUEST_TOO_LARGE",
             Kind::IntegrationTimeout => "INTEGRATION_TIMEOUT",
             Kind::IntegrationFailure => "INTEGRATION_FAILURE",
-            Kind::NotReady => "DEFAULT_5XX",
+            Kind::NotReady | Kind::Overloaded => "DEFAULT_5XX",
             Kind::Throttled => "THROTTLED",
             Kind::InvalidApiKey => "INVALID_API_KEY",
             Kind::QuotaExceeded => "QUOTA_EXCEEDED",

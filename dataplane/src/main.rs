@@ -90,6 +90,10 @@ struct Cli {
     /// A connection buffer grown past this many bytes is given back after its request.
     #[arg(long, default_value_t = Settings::default().keep_buffer)]
     keep_buffer_bytes: usize,
+    /// Bytes each shard's connections may buffer in all (request heads and bodies, unsent
+    /// responses, upstream requests and responses); a request that would need more gets 503.
+    #[arg(long, default_value_t = Settings::default().shard_memory_limit)]
+    shard_memory_limit_bytes: u64,
     /// Milliseconds between sweeper ticks: the precision of client timeouts and how soon a
     /// new table is served.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=1000))]
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> Result<(), String> {
         },
         read_buffer: cli.read_buffer_bytes.max(64),
         keep_buffer: cli.keep_buffer_bytes.max(cli.read_buffer_bytes),
+        shard_memory_limit: cli.shard_memory_limit_bytes,
         tick: Duration::from_millis(cli.tick_ms),
     });
     let state_dir = match (&cli.state_dir, &cli.control_plane) {

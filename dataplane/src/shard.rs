@@ -67,6 +67,7 @@ impl Shard {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((parts.index as u64) << 56)
             ^ (u64::from(std::process::id()) << 32);
+        parts.stats.memory.set_limit(parts.settings.shard_memory_limit);
         if let Some(t) = &parts.table {
             parts.stats.table_version.store(t.get().version.to_native(), Ordering::Release);
         }

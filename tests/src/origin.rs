@@ -8,7 +8,8 @@
 //! - `/until-close`: the echo without a length, then close;
 //! - `/len`: only the length of the body received, as `{"length": n}`;
 //! - `/malformed`: bytes that are not HTTP;
-//! - `/close-after`: the echo with `connection: close`.
+//! - `/close-after`: the echo with `connection: close`;
+//! - `/bytes/{n}`: a body of `n` bytes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -130,6 +131,11 @@ fn serve(mut stream: TcpStream, requests: &AtomicUsize) {
         let common = "content-type: application/json\r\nx-origin: yes\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\nx-amzn-RequestId: origin-id\r\n";
         let written = match path.as_str() {
             "/malformed" => stream.write_all(b"this is not http\r\n\r\n"),
+            _ if path.starts_with("/bytes/") => {
+                let n: usize = path["/bytes/".len()..].parse().unwrap_or(0);
+                let head = format!("HTTP/1.1 200 OK\r\n{common}content-length: {n}\r\n\r\n");
+                stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&vec![b'x'; n]))
+            }
             "/chunked" => {
                 let (a, b) = echo.split_at(echo.len() / 2);
                 let head = format!("HTTP/1.1 {status} OK\r\n{common}transfer-encoding: chunked\r\n\r\n");

@@ -5,7 +5,7 @@ use crate::exchange::{Exchange, Routed};
 use crate::gateway_error::Kind;
 use crate::http1::fields::{format_ip, is_hop_by_hop, named_by_connection};
 use crate::respond;
-use crate::upstream::client::{self, Body, Client, UpstreamBuffers};
+use crate::upstream::client::{self, Body, Client, UpstreamBuffers, UpstreamError};
 use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
 use std::time::Duration;
 
@@ -26,6 +26,11 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
         return Err(Kind::IntegrationFailure);
     };
     build_request(call, &mut bufs.req);
+    if !bufs.settle(&x.shard.stats.memory) {
+        x.shard.stats.memory.refuse();
+        bufs.trim();
+        return Err(Kind::Overloaded);
+    }
     let timeout = timeout(integration);
     let connect_timeout = x.shard.settings.connect_timeout.min(timeout);
     let head_request = x.head().method == "HEAD" && integration.method.is_none();
@@ -39,6 +44,11 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
         Ok(Ok(response)) => {
             trail.integration_status.set(response.status);
             Ok(response)
+        }
+        Ok(Err(UpstreamError::Overloaded)) => {
+            bufs.trim();
+            log_failure(call, 503, &UpstreamError::Overloaded);
+            Err(Kind::Overloaded)
         }
         Ok(Err(error)) => {
             bufs.trim();
@@ -54,7 +64,7 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
     }
 }
 
-/// Says why a request got a 502 or 504: at most one line a second per shard, with a count of
+/// Says why a request got a 502, 503 or 504: at most one line a second per shard, with a count of
 /// the lines held back.
 fn log_failure(call: &Call<'_, '_>, status: u16, cause: &dyn std::fmt::Display) {
     let x = call.exchange;

@@ -2,6 +2,7 @@
 //! and read by the admin thread, so the hot path takes no lock and shares no cache line with
 //! another writer.
 
+use super::memory::MemoryBudget;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
@@ -26,6 +27,8 @@ pub struct ShardStats {
     pub upstream_unclean: AtomicU64,
     /// Idle upstream connections in the shard's pool.
     pub upstream_idle: AtomicU64,
+    /// What the shard's connections buffer, and its limit.
+    pub memory: MemoryBudget,
     /// Version of the routing table this shard serves (0: none yet).
     pub table_version: AtomicU64,
     /// Longest table swap so far, in nanoseconds.

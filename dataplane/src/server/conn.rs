@@ -4,6 +4,10 @@
 //!
 //! Memory per idle connection is one small read buffer and the small write buffer its first
 //! response needed; a buffer that grew for a large request is given back once it is done.
+//! Every buffer is charged to the shard's [`crate::runtime::memory::MemoryBudget`]: a body
+//! grows only as its bytes arrive and only while the shard has room (else 503), and
+//! pipelined requests are not answered while more than `keep_buffer` response bytes wait
+//! unsent, so a client that sends without reading holds at most one response more.
 
 use super::stream::Stream;
 use crate::gateway::{self, Scratch};
@@ -11,6 +15,7 @@ use crate::gateway_error::Kind;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::head::{self, Framing, Head, HeadError};
 use crate::respond;
+use crate::runtime::memory::Charge;
 use crate::runtime::stats::ShardStats;
 use crate::shard::Shard;
 use monoio::buf::IoBufMut;
@@ -92,8 +97,13 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
         pending: None,
         spans: Vec::new(),
         served: 0,
+        charge: Charge::default(),
     };
+    conn.settle();
     conn.run().await;
+    let memory = &shard.stats.memory;
+    memory.release(&mut conn.charge);
+    memory.release(&mut conn.scratch.charge);
     conns.0.borrow_mut().remove(key);
     shard.stats.open_connections.fetch_sub(1, Relaxed);
 }
@@ -114,6 +124,8 @@ enum Next {
     /// Flush, then close gracefully: stop writing and discard what the client still sends for
     /// a moment, so it reads the error response instead of a reset.
     CloseAfterError,
+    /// Flush, then answer the requests still buffered (too many response bytes were waiting).
+    Flush,
 }
 
 struct Conn<S> {
@@ -135,6 +147,8 @@ struct Conn<S> {
     spans: Vec<head::HeaderSpan>,
     /// Requests answered so far.
     served: u64,
+    /// What `buf`, `body` and `out` hold of the shard's memory budget (`scratch` has its own).
+    charge: Charge,
 }
 
 impl<S: Stream> Conn<S> {
@@ -148,25 +162,13 @@ impl<S: Stream> Conn<S> {
                 // The partial head now in the buffer, if any, is a new request's.
                 head_deadline = None;
             }
-            if !self.out.is_empty() {
-                // A client that stops reading cannot hold the connection forever.
-                let clock = &self.shard.clock;
-                self.state.deadline_ms.set(clock.deadline(self.shard.settings.body_timeout));
-                let out = std::mem::take(&mut self.out);
-                let (result, mut out) = self.stream.write_all(out).await;
-                self.state.deadline_ms.set(0);
-                if result.is_err() {
-                    return;
-                }
-                out.clear();
-                if out.capacity() > self.shard.settings.keep_buffer {
-                    out = Vec::new();
-                }
-                self.out = out;
+            if !self.flush().await {
+                return;
             }
             match next {
                 Next::Close => return,
                 Next::CloseAfterError => return self.linger().await,
+                Next::Flush => continue,
                 Next::Read => {}
             }
             self.compact();
@@ -184,7 +186,13 @@ impl<S: Stream> Conn<S> {
             } else {
                 *head_deadline.get_or_insert_with(|| clock.deadline(settings.header_timeout))
             };
-            self.reserve_for_read();
+            if !self.reserve_for_read() {
+                self.write_error(Kind::Overloaded);
+                if self.flush().await {
+                    self.linger().await;
+                }
+                return;
+            }
             let buf = std::mem::take(&mut self.buf);
             let len = buf.len();
             let capacity = buf.capacity();
@@ -203,9 +211,44 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Answers every complete request in the buffer, in order.
+    /// Writes the responses waiting in `out`; false when the connection failed.
+    async fn flush(&mut self) -> bool {
+        if !self.out.is_empty() {
+            // A client that stops reading cannot hold the connection forever.
+            let clock = &self.shard.clock;
+            self.state.deadline_ms.set(clock.deadline(self.shard.settings.body_timeout));
+            let out = std::mem::take(&mut self.out);
+            let (result, mut out) = self.stream.write_all(out).await;
+            self.state.deadline_ms.set(0);
+            if result.is_err() {
+                return false;
+            }
+            out.clear();
+            if out.capacity() > self.shard.settings.keep_buffer {
+                out = Vec::new();
+            }
+            self.out = out;
+        }
+        self.settle();
+        true
+    }
+
+    /// Charges what the connection's buffers hold now; false when that took the shard past
+    /// its memory limit.
+    fn settle(&mut self) -> bool {
+        let memory = &self.shard.stats.memory;
+        self.scratch.settle(memory);
+        let bytes = (self.buf.capacity() + self.body.capacity() + self.out.capacity()) as u64;
+        memory.set(&mut self.charge, bytes)
+    }
+
+    /// Answers every complete request in the buffer, in order, until too many response bytes
+    /// wait unsent.
     async fn handle_buffered(&mut self) -> Next {
         loop {
+            if self.out.len() >= self.shard.settings.keep_buffer {
+                return Next::Flush;
+            }
             if let Some(pending) = self.pending.take() {
                 match self.progress_body(pending) {
                     BodyProgress::Incomplete(pending) => {
@@ -268,6 +311,7 @@ impl<S: Stream> Conn<S> {
             let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
             self.served += 1;
             self.start += consumed;
+            self.settle();
             if !(go_on && keep_alive) {
                 return Next::Close;
             }
@@ -293,6 +337,7 @@ impl<S: Stream> Conn<S> {
         if chunked && self.body.capacity() > self.shard.settings.keep_buffer {
             self.body = Vec::new();
         }
+        self.settle();
         go_on && keep_alive
     }
 
@@ -310,6 +355,10 @@ impl<S: Stream> Conn<S> {
                 match decoder.decode(&self.buf[raw_start..], &mut self.body) {
                     Err(ChunkError::TooLarge) => BodyProgress::Failed(Kind::RequestTooLarge),
                     Err(ChunkError::Malformed(_)) => BodyProgress::Failed(Kind::BadRequest),
+                    Ok(_) if !self.settle() => {
+                        self.shard.stats.memory.refuse();
+                        BodyProgress::Failed(Kind::Overloaded)
+                    }
                     Ok(used) if decoder.is_done() => {
                         // Drop the raw chunked bytes so the head is followed by the next request.
                         self.buf.drain(raw_start..raw_start + used);
@@ -344,17 +393,26 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Makes room for the next read: the whole body for a known length, otherwise doubling.
-    fn reserve_for_read(&mut self) {
-        let needed = match &self.pending {
-            Some(Pending::Length { head_len, body_len }) => self.start + head_len + body_len,
-            _ => self.buf.len() + 1,
-        };
-        if self.buf.capacity() < needed {
-            self.buf.reserve_exact(needed - self.buf.len());
-        } else if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve(self.buf.capacity().max(self.shard.settings.read_buffer));
+    /// Makes room for the next read by doubling the buffer (up to the rest of a body of known
+    /// length), so a body takes memory only as its bytes arrive. False when the shard's memory
+    /// budget has no room.
+    fn reserve_for_read(&mut self) -> bool {
+        let (len, capacity) = (self.buf.len(), self.buf.capacity());
+        if len < capacity {
+            return true;
         }
+        let doubled = capacity + capacity.max(self.shard.settings.read_buffer);
+        let target = match &self.pending {
+            Some(Pending::Length { head_len, body_len }) => doubled.min(self.start + head_len + body_len),
+            _ => doubled,
+        };
+        let bytes = (target + self.body.capacity() + self.out.capacity()) as u64;
+        if !self.shard.stats.memory.try_set(&mut self.charge, bytes) {
+            return false;
+        }
+        self.buf.reserve_exact(target - len);
+        self.settle();
+        true
     }
 
     /// After an error response: half-close and discard input briefly, so the client reads the

@@ -9,6 +9,7 @@
 use super::pool::Pool;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::response_head::{self, ResponseFraming, ResponseHead};
+use crate::runtime::memory::{Charge, MemoryBudget};
 use crate::runtime::stats::ShardStats;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -36,12 +37,26 @@ pub struct UpstreamBuffers {
     pub body: Vec<u8>,
     /// Header `(name_start, name_end, value_start, value_end)` offsets into `resp`.
     pub headers: Vec<(u32, u32, u32, u32)>,
+    /// What these buffers hold of the shard's [`MemoryBudget`].
+    pub charge: Charge,
 }
 
 impl UpstreamBuffers {
     pub fn header(&self, i: usize) -> (&[u8], &[u8]) {
         let (ns, ne, vs, ve) = self.headers[i];
         (&self.resp[ns as usize..ne as usize], &self.resp[vs as usize..ve as usize])
+    }
+
+    /// Bytes held, as charged to the shard's budget.
+    pub fn footprint(&self) -> u64 {
+        (self.req.capacity() + self.resp.capacity() + self.body.capacity() + self.headers.capacity() * 16)
+            as u64
+    }
+
+    /// Charges the bytes now held; false when that took the shard past its limit.
+    pub fn settle(&mut self, memory: &MemoryBudget) -> bool {
+        let bytes = self.footprint();
+        memory.set(&mut self.charge, bytes)
     }
 
     /// Gives back memory a large response needed.
@@ -80,6 +95,8 @@ pub enum UpstreamError {
     Io(std::io::ErrorKind),
     /// The upstream's bytes are not a valid HTTP/1.1 response (or too large a one): why.
     Malformed(&'static str),
+    /// The shard's memory budget had no room for the response.
+    Overloaded,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -92,6 +109,7 @@ impl std::fmt::Display for UpstreamError {
             }
             UpstreamError::Io(kind) => write!(f, "connection failed: {kind}"),
             UpstreamError::Malformed(why) => write!(f, "malformed response: {why}"),
+            UpstreamError::Overloaded => write!(f, "the shard's memory limit has no room for the response"),
         }
     }
 }
@@ -145,7 +163,7 @@ pub async fn exchange(
             }
             return Err(UpstreamError::Io(e.kind()));
         }
-        match read_response(&mut stream, bufs, head_request).await {
+        match read_response(&mut stream, bufs, client.stats, head_request).await {
             Ok((response, after)) => {
                 if after == AfterResponse::Unclean {
                     ShardStats::add(&client.stats.upstream_unclean, 1);
@@ -163,6 +181,7 @@ pub async fn exchange(
             }
             Err(ReadError::Io(kind)) => return Err(UpstreamError::Io(kind)),
             Err(ReadError::Malformed(why)) => return Err(UpstreamError::Malformed(why)),
+            Err(ReadError::Overloaded) => return Err(UpstreamError::Overloaded),
         }
     }
     Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof))
@@ -172,25 +191,40 @@ enum ReadError {
     ClosedBeforeResponse,
     Io(std::io::ErrorKind),
     Malformed(&'static str),
+    Overloaded,
 }
 
-/// Reads more bytes into `resp`; `Ok(0)` is end of stream.
-async fn read_more(stream: &mut TcpStream, resp: &mut Vec<u8>, want: usize) -> Result<usize, ReadError> {
+/// Reads more bytes into `bufs.resp`, growing it within the shard's memory budget; `Ok(0)` is
+/// end of stream.
+async fn read_more(
+    stream: &mut TcpStream,
+    bufs: &mut UpstreamBuffers,
+    memory: &MemoryBudget,
+    want: usize,
+) -> Result<usize, ReadError> {
+    let resp = &bufs.resp;
     if resp.capacity() - resp.len() < want.max(1) {
-        resp.reserve(want.max(resp.capacity()).max(4096));
+        let grow = want.max(resp.capacity()).max(4096);
+        let bytes = bufs.footprint() + (resp.len() + grow - resp.capacity()) as u64;
+        if !memory.try_set(&mut bufs.charge, bytes) {
+            return Err(ReadError::Overloaded);
+        }
+        bufs.resp.reserve(grow);
     }
-    let buf = std::mem::take(resp);
+    let buf = std::mem::take(&mut bufs.resp);
     let (len, cap) = (buf.len(), buf.capacity());
     let (result, slice) = stream.read(buf.slice_mut(len..cap)).await;
-    *resp = slice.into_inner();
+    bufs.resp = slice.into_inner();
     result.map_err(|e| ReadError::Io(e.kind()))
 }
 
 async fn read_response(
     stream: &mut TcpStream,
     bufs: &mut UpstreamBuffers,
+    stats: &ShardStats,
     head_request: bool,
 ) -> Result<(Response, AfterResponse), ReadError> {
+    let memory = &stats.memory;
     bufs.resp.clear();
     bufs.body.clear();
     bufs.headers.clear();
@@ -222,7 +256,7 @@ async fn read_response(
                 return Err(ReadError::Malformed("a response head over 64 KiB"));
             }
         }
-        let n = read_more(stream, &mut bufs.resp, 4096).await?;
+        let n = read_more(stream, bufs, memory, 4096).await?;
         if n == 0 {
             return Err(if bufs.resp.is_empty() && interim == 0 {
                 ReadError::ClosedBeforeResponse
@@ -241,7 +275,7 @@ async fn read_response(
             let end = head_end + n as usize;
             while bufs.resp.len() < end {
                 let want = end - bufs.resp.len();
-                if read_more(stream, &mut bufs.resp, want).await? == 0 {
+                if read_more(stream, bufs, memory, want).await? == 0 {
                     return Err(ReadError::Malformed("closed before Content-Length bytes of body"));
                 }
             }
@@ -256,10 +290,14 @@ async fn read_response(
                     ChunkError::Malformed(why) => ReadError::Malformed(why),
                 })?;
                 pos += used;
+                if !bufs.settle(memory) {
+                    memory.refuse();
+                    return Err(ReadError::Overloaded);
+                }
                 if decoder.is_done() {
                     break;
                 }
-                if read_more(stream, &mut bufs.resp, 4096).await? == 0 {
+                if read_more(stream, bufs, memory, 4096).await? == 0 {
                     return Err(ReadError::Malformed("closed inside a chunked body"));
                 }
             }
@@ -270,7 +308,7 @@ async fn read_response(
                 if (bufs.resp.len() - head_end) as u64 > MAX_RESPONSE_BODY {
                     return Err(ReadError::Malformed("a body over 10 MB"));
                 }
-                if read_more(stream, &mut bufs.resp, 16 * 1024).await? == 0 {
+                if read_more(stream, bufs, memory, 16 * 1024).await? == 0 {
                     break;
                 }
             }

@@ -9,6 +9,7 @@ mod hostile;
 mod http1;
 mod lifecycle;
 mod loadgen;
+mod memory;
 mod metrics;
 mod proxy;
 mod routing;
