@@ -150,6 +150,7 @@ impl Drop for ConnectedGuard {
         if let Ok(mut map) = self.dataplanes.lock() {
             if let Some(info) = map.get_mut(&self.id) {
                 info.connected = false;
+                log::info!("data plane {} ({}) disconnected", self.id, info.peer);
             }
         }
     }
@@ -187,6 +188,10 @@ impl Control for ControlService {
         };
         if !req.dry_run {
             self.commit(&mut state, &outcome)?;
+            let changed = outcome.changes.iter().filter(|c| c.action != "unchanged").count();
+            if changed > 0 {
+                log::info!("applied version {}: {changed} change(s)", outcome.state.version);
+            }
         }
         let mut changes = to_changes(&outcome.changes);
         for (name, value) in &outcome.generated_keys {
@@ -362,6 +367,11 @@ impl Control for ControlService {
                     req.dataplane_id, info.peer
                 )));
             }
+            log::info!(
+                "data plane {} connected from {peer} with table version {}",
+                req.dataplane_id,
+                req.have_version
+            );
             info.peer = peer;
             info.connected = true;
             info.last_seen_ms = now_ms();

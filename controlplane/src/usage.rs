@@ -101,7 +101,7 @@ impl UsageStore {
             }
         }
         if torn > 0 {
-            eprintln!("warning: skipped {torn} torn record(s) in {}; rewriting it", log_path.display());
+            log::warn!("skipped {torn} torn record(s) in {}; rewriting it", log_path.display());
             let rewrite =
                 |e: std::io::Error| format!("{}: rewriting without torn records: {e}", log_path.display());
             proto::durable_file::write(&log_path, &whole).map_err(rewrite)?;
@@ -155,7 +155,7 @@ impl UsageStore {
         self.apply(record);
         if self.log_bytes >= COMPACT_AT {
             if let Err(e) = self.compact(now_s()) {
-                eprintln!("warning: usage compaction failed (the log keeps growing): {e}");
+                log::warn!("usage compaction failed (the log keeps growing): {e}");
             }
         }
         Ok(())

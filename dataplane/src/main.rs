@@ -5,11 +5,11 @@ use dataplane::admin;
 use dataplane::config::Settings;
 use dataplane::control::{link as control_link, usage_report};
 use dataplane::http1::head::Limits;
-use dataplane::observe::logging;
 use dataplane::runtime::driver::IoDriver;
 use dataplane::runtime::{stats, sys};
 use dataplane::server::shard::{self, ShardSpec};
 use dataplane::table::LoadedTable;
+use proto::logging;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -106,35 +106,16 @@ struct Cli {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     metrics_report_interval_ms: u64,
     /// Least severe log lines written to stderr.
-    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
-    log_level: LogLevel,
+    #[arg(long, value_enum, default_value_t = logging::Level::Info)]
+    log_level: logging::Level,
     /// How log lines are written.
     #[arg(long, value_enum, default_value_t = logging::Format::Text)]
     log_format: logging::Format,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    fn filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Error => log::LevelFilter::Error,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Debug => log::LevelFilter::Debug,
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_level.filter(), cli.log_format);
+    logging::init(cli.log_level, cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

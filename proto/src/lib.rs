@@ -6,8 +6,10 @@
 //! - [`lookup`]: the pure, allocation-free lookup the data plane runs per request.
 //! - [`quota`]: quota periods on the UTC calendar, shared by both planes.
 //! - [`durable_file`]: crash-safe file replacement, used by both planes.
+//! - [`logging`]: how both planes write log lines (levels, text or JSON).
 
 pub mod durable_file;
+pub mod logging;
 pub mod lookup;
 pub mod quota;
 pub mod table;

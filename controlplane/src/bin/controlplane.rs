@@ -5,6 +5,7 @@ use clap::Parser;
 use controlplane::service::ControlService;
 use controlplane::store::Store;
 use proto::grpc::control_server::ControlServer;
+use proto::logging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,21 +25,28 @@ struct Cli {
     /// Where the embedded store keeps its state.
     #[arg(long, default_value = "controlplane-data")]
     data_dir: PathBuf,
+    /// Least severe log lines written to stderr.
+    #[arg(long, value_enum, default_value_t = logging::Level::Info)]
+    log_level: logging::Level,
+    /// How log lines are written.
+    #[arg(long, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
+            log::error!("starting the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            log::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -48,7 +56,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let store =
         Store::open(&cli.data_dir).map_err(|e| format!("data dir {}: {e}", cli.data_dir.display()))?;
     let service = ControlService::open(store)?;
-    eprintln!("state version {} from {}", service.version(), cli.data_dir.display());
+    log::info!("state version {} from {}", service.version(), cli.data_dir.display());
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|e| format!("listen address {}: {e}", cli.listen))?;
@@ -63,7 +71,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
-    eprintln!("stopped");
+    log::info!("stopped");
     Ok(())
 }
 

@@ -548,3 +548,27 @@ fn a_duplicate_data_plane_id_is_refused() {
     let (_, out, _) = cp.ctl(&["status"]);
     assert_eq!(out.matches("edge-1").count(), 1, "{out}");
 }
+
+#[test]
+fn the_control_plane_logs_applies_and_data_planes_with_levels() {
+    let data = TempDir::new("cp-log");
+    let state = TempDir::new("cp-log-dp");
+    let cp = ControlPlane::start(&data.0);
+    let dp = crate::follower(&cp, &state);
+    let origin = Origin::start();
+    cp.apply(&data.0, &versioned(1, origin.addr));
+    cp.apply(&data.0, &versioned(1, origin.addr));
+    drop(dp);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l.contains("disconnected")) && Instant::now() < deadline {
+        lines.extend(cp.stderr.recv_timeout(Duration::from_millis(100)));
+    }
+    lines.extend(cp.stderr.try_iter());
+    let has = |text: &str| lines.iter().any(|l| l.starts_with("info: ") && l.contains(text));
+    assert!(has("state version 0 from"), "{lines:?}");
+    assert!(has(" connected from 127.0.0.1:"), "{lines:?}");
+    assert!(has("disconnected"), "{lines:?}");
+    let applied = lines.iter().filter(|l| l.contains("applied version")).count();
+    assert_eq!(applied, 1, "the unchanged second apply is not logged: {lines:?}");
+}
