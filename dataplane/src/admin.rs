@@ -102,7 +102,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 13] = [
+    let series: [Series; 14] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -119,6 +119,12 @@ fn metrics(state: &AdminState) -> String {
         ("gateway_accepted_connections_total", "counter", "Client connections accepted.", |s| {
             s.accepted_connections.load(Relaxed)
         }),
+        (
+            "gateway_tunnels_open",
+            "gauge",
+            "Client connections relayed to an upstream after a WebSocket upgrade.",
+            |s| s.tunnels_open.load(Relaxed),
+        ),
         (
             "gateway_upstream_requests_reused_total",
             "counter",

@@ -27,6 +27,9 @@ pub struct Settings {
     pub keep_buffer: usize,
     /// Bytes each shard's connections may buffer in all ([`crate::runtime::memory`]).
     pub shard_memory_limit: u64,
+    /// Relay WebSocket upgrades through HTTP_PROXY integrations (AWS's REST and HTTP APIs do
+    /// not; off by default).
+    pub proxy_websocket: bool,
     /// How often each shard's sweeper runs: the precision of every client timeout, and how
     /// soon a new table is served.
     pub tick: Duration,
@@ -45,6 +48,7 @@ impl Default for Settings {
             read_buffer: 2048,
             keep_buffer: 64 * 1024,
             shard_memory_limit: 256 * 1024 * 1024,
+            proxy_websocket: false,
             tick: Duration::from_millis(100),
         }
     }

@@ -94,6 +94,12 @@ struct Cli {
     /// responses, upstream requests and responses); a request that would need more gets 503.
     #[arg(long, default_value_t = Settings::default().shard_memory_limit)]
     shard_memory_limit_bytes: u64,
+    /// Relay WebSocket upgrades (`Connection: upgrade`, `Upgrade: websocket`) through
+    /// HTTP_PROXY integrations: a backend's 101 turns the connection into a tunnel, closed
+    /// after the idle timeout without traffic. AWS's REST and HTTP APIs do not do this, so it
+    /// is off by default.
+    #[arg(long)]
+    proxy_websocket: bool,
     /// Milliseconds between sweeper ticks: the precision of client timeouts and how soon a
     /// new table is served.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=1000))]
@@ -150,6 +156,7 @@ fn run(cli: Cli) -> Result<(), String> {
         read_buffer: cli.read_buffer_bytes.max(64),
         keep_buffer: cli.keep_buffer_bytes.max(cli.read_buffer_bytes),
         shard_memory_limit: cli.shard_memory_limit_bytes,
+        proxy_websocket: cli.proxy_websocket,
         tick: Duration::from_millis(cli.tick_ms),
     });
     let state_dir = match (&cli.state_dir, &cli.control_plane) {

@@ -60,6 +60,13 @@ pub fn finish(out: &mut Vec<u8>, common: &Common<'_>, body: &[u8], content_lengt
     }
 }
 
+/// Ends a `101 Switching Protocols` head: the common headers and the upgrade to `protocol`,
+/// no length and no body.
+pub fn finish_upgrade(out: &mut Vec<u8>, common: &Common<'_>, protocol: &[u8]) {
+    common.trail.body_len.set(0);
+    response::end_upgrade_head(out, common.date, common.request_id, protocol);
+}
+
 /// The gateway response for `kind`, as AWS answers it.
 pub fn error(out: &mut Vec<u8>, kind: Kind, common: &Common<'_>) {
     common.trail.error.set(Some(kind));

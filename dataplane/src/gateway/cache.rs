@@ -195,9 +195,10 @@ async fn wait(fill: &Fill) -> Option<Arc<Entry>> {
     }
 }
 
-/// The response as the cache stores it, if it may be stored: not a 5xx, at most 1 MiB.
+/// The response as the cache stores it, if it may be stored: not a 5xx, not a 101 (it
+/// belongs to one connection), at most 1 MiB.
 fn storable(answer: &Answer<'_>) -> Option<store::Response> {
-    if answer.status >= 500 || answer.body.len() > MAX_CACHED_RESPONSE {
+    if answer.status >= 500 || answer.status < 200 || answer.body.len() > MAX_CACHED_RESPONSE {
         return None;
     }
     let mut headers = Vec::new();

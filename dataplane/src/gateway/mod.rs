@@ -29,6 +29,7 @@ pub use crate::integrations::Scratch;
 use crate::observe::trail::Trail;
 use crate::respond::{self, Common};
 use crate::shard::Shard;
+pub use crate::upstream::client::Tunnel;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -42,7 +43,8 @@ pub enum Flow {
 }
 
 /// The server's one entry into the gateway: answers one request, appending its response to
-/// `out`.
+/// `out`. A [`Tunnel`] back means the response was a `101 Switching Protocols` from the
+/// upstream: the server hands the client connection over to relay it (`server::upgrade`).
 pub async fn handle(
     shard: &Shard,
     head: &Head<'_, '_>,
@@ -51,7 +53,7 @@ pub async fn handle(
     keep_alive: bool,
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
-) {
+) -> Option<Tunnel> {
     let started = Instant::now();
     let request_id = shard.ids.borrow_mut().next_id();
     let date = *shard.date.borrow().get();
@@ -66,11 +68,13 @@ pub async fn handle(
     };
     // The request runs on this table from start to finish.
     let Some(table) = shard.current_table() else {
-        return respond::error(out, Kind::NotReady, &common);
+        respond::error(out, Kind::NotReady, &common);
+        return None;
     };
     let request = Request::new(head, body, peer, &request_id);
     let Ok(path) = route::normalized_path(head) else {
-        return respond::error(out, Kind::BadRequest, &common);
+        respond::error(out, Kind::BadRequest, &common);
+        return None;
     };
     let mut x = Exchange {
         shard,
@@ -84,6 +88,7 @@ pub async fn handle(
     run_phases(&mut x, &path, out, scratch).await;
     scratch.trim();
     record::run(&x, started.elapsed().as_micros() as u64);
+    scratch.tunnel.take()
 }
 
 /// The server's entry for a request it refused itself (a malformed head or body): the gateway

@@ -47,6 +47,16 @@ pub fn end_head(out: &mut Vec<u8>, closing: &Closing<'_>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `Date`, `x-amzn-RequestId` and the upgrade to `protocol`, ending a `101 Switching
+/// Protocols` head (which has no length: the connection stops being HTTP after it).
+pub fn end_upgrade_head(out: &mut Vec<u8>, date: &[u8], request_id: &[u8], protocol: &[u8]) {
+    header(out, b"date", date);
+    header(out, b"x-amzn-RequestId", request_id);
+    header(out, b"connection", b"upgrade");
+    header(out, b"upgrade", protocol);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The interim response a client that sent `Expect: 100-continue` waits for.
 pub fn continue_100(out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -56,6 +66,7 @@ pub fn continue_100(out: &mut Vec<u8>) {
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",

@@ -3,7 +3,7 @@
 
 use crate::exchange::{Exchange, Routed};
 use crate::gateway_error::Kind;
-use crate::http1::fields::{format_ip, is_hop_by_hop, named_by_connection};
+use crate::http1::fields::{format_ip, is_hop_by_hop, named_by_connection, trim_ows};
 use crate::respond;
 use crate::upstream::client::{self, Body, Client, UpstreamBuffers, UpstreamError};
 use proto::table::{ArchivedHttpIntegration, ArchivedUriPart};
@@ -25,7 +25,8 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
     let Some(addr) = x.table.upstream_addrs[upstream_index] else {
         return Err(Kind::IntegrationFailure);
     };
-    build_request(call, &mut bufs.req);
+    let upgrade = tunnel_requested(call);
+    build_request(call, &mut bufs.req, upgrade);
     if !bufs.settle(&x.shard.stats.memory) {
         x.shard.stats.memory.refuse();
         bufs.trim();
@@ -35,7 +36,8 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
     let connect_timeout = x.shard.settings.connect_timeout.min(timeout);
     let head_request = x.head().method == "HEAD" && integration.method.is_none();
     let upstream = Client { pool: &x.shard.upstreams, stats: &x.shard.stats };
-    let exchange = client::exchange(upstream, addr, bufs, head_request, connect_timeout);
+    let asks = client::Asks { head_request, upgrade };
+    let exchange = client::exchange(upstream, addr, bufs, asks, connect_timeout);
     let started = std::time::Instant::now();
     let result = monoio::time::timeout(timeout, exchange).await;
     let trail = x.common.trail;
@@ -82,13 +84,32 @@ fn log_failure(call: &Call<'_, '_>, status: u16, cause: &dyn std::fmt::Display) 
     );
 }
 
+/// True when the request asks to become a WebSocket and may: the data plane relays upgrades
+/// (`--proxy-websocket`), the integration passes requests through (HTTP_PROXY, the client's
+/// method), and the request is an HTTP/1.1 `GET` without a body asking for `Upgrade:
+/// websocket` in its `Connection` header. Any other protocol (`h2c` included, a known way to
+/// smuggle requests past a proxy) is never relayed.
+fn tunnel_requested(call: &Call<'_, '_>) -> bool {
+    let x = call.exchange;
+    let head = x.head();
+    x.shard.settings.proxy_websocket
+        && call.integration.proxy
+        && call.integration.method.is_none()
+        && head.method == "GET"
+        && head.minor_version == 1
+        && x.request.body.is_empty()
+        && named_by_connection(head.headers.get("connection"), b"upgrade")
+        && head.headers.get("upgrade").is_some_and(|p| trim_ows(p).eq_ignore_ascii_case(b"websocket"))
+}
+
 /// How long the integration may take.
 pub fn timeout(integration: &ArchivedHttpIntegration) -> Duration {
     Duration::from_millis(u64::from(integration.timeout_ms.to_native()))
 }
 
-/// Encodes the upstream request into `req`.
-fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>) {
+/// Encodes the upstream request into `req`; with `upgrade`, it asks the upstream to switch to
+/// WebSocket (the client's own `Connection` and `Upgrade` are hop-by-hop and never copied).
+fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>, upgrade: bool) {
     let x = call.exchange;
     let head = x.head();
     let integration = call.integration;
@@ -165,6 +186,9 @@ fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>) {
     req.extend_from_slice(b"\r\nx-amzn-requestid: ");
     req.extend_from_slice(x.request.request_id);
     req.extend_from_slice(b"\r\n");
+    if upgrade {
+        req.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n");
+    }
     if let Some(traceparent) = &trace.traceparent {
         respond::header(req, b"traceparent", traceparent);
     }

@@ -97,5 +97,9 @@ pub fn write(answer: &Answer<'_>, out: &mut Vec<u8>, common: &Common<'_>, extra:
     if let Some((name, value)) = extra {
         respond::header(out, name, value);
     }
+    if answer.status == 101 {
+        // Only a tunnelled WebSocket upgrade gets here (`http::tunnel_requested`).
+        return respond::finish_upgrade(out, common, b"websocket");
+    }
     respond::finish(out, common, answer.body, answer.content_length);
 }

@@ -27,6 +27,8 @@ pub struct ShardStats {
     pub upstream_unclean: AtomicU64,
     /// Idle upstream connections in the shard's pool.
     pub upstream_idle: AtomicU64,
+    /// Client connections relayed to an upstream after a protocol upgrade.
+    pub tunnels_open: AtomicU64,
     /// What the shard's connections buffer, and its limit.
     pub memory: MemoryBudget,
     /// Version of the routing table this shard serves (0: none yet).

@@ -10,7 +10,8 @@
 //! unsent, so a client that sends without reading holds at most one response more.
 
 use super::stream::Stream;
-use crate::gateway::{self, Scratch};
+use super::upgrade;
+use crate::gateway::{self, Scratch, Tunnel};
 use crate::gateway_error::Kind;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::head::{self, Framing, Head, HeadError};
@@ -22,7 +23,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -45,6 +46,8 @@ struct ConnState {
     /// Coarse time ([`crate::runtime::clock::CoarseClock::now_ms`]) after which the connection
     /// is closed; 0 while the request is in the gateway (integrations bound themselves).
     deadline_ms: Cell<u64>,
+    /// The upstream socket of a relayed upgrade, shut down with the client's.
+    tunnel_fd: Cell<Option<RawFd>>,
 }
 
 impl Connections {
@@ -64,6 +67,9 @@ impl Connections {
             if deadline != 0 && deadline <= now_ms {
                 conn.state.deadline_ms.set(0);
                 crate::runtime::sys::shutdown_both(conn.fd);
+                if let Some(fd) = conn.state.tunnel_fd.get() {
+                    crate::runtime::sys::shutdown_both(fd);
+                }
             }
         }
     }
@@ -98,12 +104,22 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
         spans: Vec::new(),
         served: 0,
         charge: Charge::default(),
+        tunnel: None,
     };
     conn.settle();
     conn.run().await;
     let memory = &shard.stats.memory;
     memory.release(&mut conn.charge);
     memory.release(&mut conn.scratch.charge);
+    if let Some(tunnel) = conn.tunnel.take() {
+        // The connection is no longer HTTP: what the client sent after its upgrade request
+        // belongs to the new protocol.
+        let early = conn.buf.split_off(conn.start);
+        drop(conn.buf);
+        conn.state.tunnel_fd.set(Some(tunnel.stream.as_raw_fd()));
+        upgrade::relay(conn.stream, early, tunnel, &shard, &conn.state.deadline_ms).await;
+        conn.state.tunnel_fd.set(None);
+    }
     conns.0.borrow_mut().remove(key);
     shard.stats.open_connections.fetch_sub(1, Relaxed);
 }
@@ -126,6 +142,8 @@ enum Next {
     CloseAfterError,
     /// Flush, then answer the requests still buffered (too many response bytes were waiting).
     Flush,
+    /// Flush, then hand the connection over to relay the upgrade ([`Conn::tunnel`]).
+    Upgrade,
 }
 
 struct Conn<S> {
@@ -149,6 +167,8 @@ struct Conn<S> {
     served: u64,
     /// What `buf`, `body` and `out` hold of the shard's memory budget (`scratch` has its own).
     charge: Charge,
+    /// The upstream side of an upgrade the last response switched to.
+    tunnel: Option<Tunnel>,
 }
 
 impl<S: Stream> Conn<S> {
@@ -169,6 +189,7 @@ impl<S: Stream> Conn<S> {
                 Next::Close => return,
                 Next::CloseAfterError => return self.linger().await,
                 Next::Flush => continue,
+                Next::Upgrade => return,
                 Next::Read => {}
             }
             self.compact();
@@ -308,10 +329,15 @@ impl<S: Stream> Conn<S> {
             };
             let keep_alive = head.keep_alive;
             let body = &self.buf[body_start..body_end];
-            let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
+            let (go_on, tunnel) =
+                respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
             self.served += 1;
             self.start += consumed;
             self.settle();
+            if tunnel.is_some() {
+                self.tunnel = tunnel;
+                return Next::Upgrade;
+            }
             if !(go_on && keep_alive) {
                 return Next::Close;
             }
@@ -331,7 +357,8 @@ impl<S: Stream> Conn<S> {
         let keep_alive = head.keep_alive;
         let body =
             if chunked { &self.body[..] } else { &self.buf[self.start + head_len..self.start + consumed] };
-        let go_on = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
+        // A request with a body never upgrades (`integrations::http::tunnel_requested`).
+        let (go_on, _) = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
         self.served += 1;
         self.start += consumed;
         if chunked && self.body.capacity() > self.shard.settings.keep_buffer {
@@ -453,7 +480,8 @@ fn head_error_kind(e: HeadError) -> Kind {
 }
 
 /// Runs one request through the gateway and appends its response. Returns false when the
-/// connection must close afterwards (the process is draining).
+/// connection must close afterwards (the process is draining), and the upstream side of an
+/// upgrade the response switched to.
 async fn respond(
     shard: &Shard,
     head: &Head<'_, '_>,
@@ -461,9 +489,10 @@ async fn respond(
     peer: SocketAddr,
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
-) -> bool {
+) -> (bool, Option<Tunnel>) {
     ShardStats::add(&shard.stats.requests, 1);
     let keep_alive = head.keep_alive && !shard.draining.get();
-    gateway::handle(shard, head, body, peer, keep_alive, out, scratch).await;
-    !shard.draining.get()
+    let tunnel = gateway::handle(shard, head, body, peer, keep_alive, out, scratch).await;
+    let go_on = !shard.draining.get();
+    (go_on, tunnel.filter(|_| go_on))
 }

@@ -39,6 +39,16 @@ pub struct UpstreamBuffers {
     pub headers: Vec<(u32, u32, u32, u32)>,
     /// What these buffers hold of the shard's [`MemoryBudget`].
     pub charge: Charge,
+    /// The upstream connection a `101 Switching Protocols` handed over, for the server to
+    /// relay.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// An upstream connection that switched protocols: no longer HTTP, relayed byte for byte.
+pub struct Tunnel {
+    pub stream: TcpStream,
+    /// What the upstream sent after its 101, already read.
+    pub pending: Vec<u8>,
 }
 
 impl UpstreamBuffers {
@@ -121,12 +131,22 @@ pub struct Client<'s> {
     pub stats: &'s ShardStats,
 }
 
+/// What the request asks of the exchange besides a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asks {
+    /// A HEAD request: the response has no body whatever its length says.
+    pub head_request: bool,
+    /// The request asks to switch to WebSocket: a 101 hands the connection over
+    /// ([`UpstreamBuffers::tunnel`]) instead of being refused.
+    pub upgrade: bool,
+}
+
 /// Sends `bufs.req` to `addr` and reads the response into `bufs`.
 pub async fn exchange(
     client: Client<'_>,
     addr: SocketAddr,
     bufs: &mut UpstreamBuffers,
-    head_request: bool,
+    asks: Asks,
     connect_timeout: Duration,
 ) -> Result<Response, UpstreamError> {
     for attempt in 0..2 {
@@ -163,7 +183,12 @@ pub async fn exchange(
             }
             return Err(UpstreamError::Io(e.kind()));
         }
-        match read_response(&mut stream, bufs, client.stats, head_request).await {
+        match read_response(&mut stream, bufs, client.stats, asks).await {
+            Ok((response, AfterResponse::Upgraded { head_end })) => {
+                let pending = bufs.resp[head_end..].to_vec();
+                bufs.tunnel = Some(Tunnel { stream, pending });
+                return Ok(response);
+            }
             Ok((response, after)) => {
                 if after == AfterResponse::Unclean {
                     ShardStats::add(&client.stats.upstream_unclean, 1);
@@ -222,7 +247,7 @@ async fn read_response(
     stream: &mut TcpStream,
     bufs: &mut UpstreamBuffers,
     stats: &ShardStats,
-    head_request: bool,
+    asks: Asks,
 ) -> Result<(Response, AfterResponse), ReadError> {
     let memory = &stats.memory;
     bufs.resp.clear();
@@ -234,6 +259,11 @@ async fn read_response(
             let parsed = response_head::parse(&bufs.resp, &mut bufs.headers, MAX_RESPONSE_BODY)
                 .map_err(|e| ReadError::Malformed(e.reason()))?;
             if let Some(head) = parsed {
+                if head.status == 101 && asks.upgrade {
+                    let at = head.len;
+                    let response = Response { status: 101, body: Body::Raw(at, at), content_length: None };
+                    return Ok((response, AfterResponse::Upgraded { head_end: at }));
+                }
                 if head.is_interim() {
                     interim += 1;
                     if head.status == 101 {
@@ -266,7 +296,7 @@ async fn read_response(
         }
     };
     let ResponseHead { status, len: head_end, framing, keep_alive, content_length } = head;
-    let no_body = head_request || status == 204 || status == 304;
+    let no_body = asks.head_request || status == 204 || status == 304;
     // Where this response ends in `resp`: bytes past it are not part of any exchange the
     // gateway started, so the connection must not carry another request.
     let (body, end) = match framing {
@@ -335,4 +365,6 @@ enum AfterResponse {
     Close,
     /// Bytes followed the response that no request asked for: closed, never reused.
     Unclean,
+    /// A 101 to a request that asked to upgrade: the connection is the client's tunnel now.
+    Upgraded { head_end: usize },
 }

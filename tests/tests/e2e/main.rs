@@ -14,6 +14,7 @@ mod metrics;
 mod proxy;
 mod routing;
 mod throttle;
+mod upgrade;
 mod usage_plans;
 
 use gateway_tests::process::{bin, TempDir};
