@@ -102,7 +102,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 14] = [
+    let series: [Series; 16] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -119,6 +119,18 @@ fn metrics(state: &AdminState) -> String {
         ("gateway_accepted_connections_total", "counter", "Client connections accepted.", |s| {
             s.accepted_connections.load(Relaxed)
         }),
+        (
+            "gateway_connections_shed_total",
+            "counter",
+            "Idle client connections closed to make room at the connection cap.",
+            |s| s.shed_connections.load(Relaxed),
+        ),
+        (
+            "gateway_connections_refused_total",
+            "counter",
+            "New client connections answered 503: at the cap with none idle, or out of descriptors.",
+            |s| s.refused_connections.load(Relaxed),
+        ),
         (
             "gateway_tunnels_open",
             "gauge",

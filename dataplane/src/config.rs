@@ -27,6 +27,9 @@ pub struct Settings {
     pub keep_buffer: usize,
     /// Bytes each shard's connections may buffer in all ([`crate::runtime::memory`]).
     pub shard_memory_limit: u64,
+    /// Client connections one shard serves at once. At the cap, the connection idle the
+    /// longest is closed to make room; with none idle, the new one is answered 503 and closed.
+    pub max_connections: usize,
     /// Relay WebSocket upgrades through HTTP_PROXY integrations (AWS's REST and HTTP APIs do
     /// not; off by default).
     pub proxy_websocket: bool,
@@ -49,6 +52,7 @@ impl Default for Settings {
             keep_buffer: 64 * 1024,
             shard_memory_limit: 256 * 1024 * 1024,
             proxy_websocket: false,
+            max_connections: 16_384,
             tick: Duration::from_millis(100),
         }
     }

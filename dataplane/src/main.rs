@@ -94,6 +94,12 @@ struct Cli {
     /// responses, upstream requests and responses); a request that would need more gets 503.
     #[arg(long, default_value_t = Settings::default().shard_memory_limit)]
     shard_memory_limit_bytes: u64,
+    /// Client connections each shard serves at once: at the cap, the connection idle the
+    /// longest is closed to make room, and with none idle a new one gets 503 and is closed.
+    /// Default: half the open-file limit shared by the shards (the other half is for upstream
+    /// connections and files).
+    #[arg(long)]
+    max_connections_per_shard: Option<usize>,
     /// Relay WebSocket upgrades (`Connection: upgrade`, `Upgrade: websocket`) through
     /// HTTP_PROXY integrations: a backend's 101 turns the connection into a tunnel, closed
     /// after the idle timeout without traffic. AWS's REST and HTTP APIs do not do this, so it
@@ -135,11 +141,26 @@ fn run(cli: Cli) -> Result<(), String> {
     // Before any thread exists, so every thread inherits the mask and only the signal thread
     // receives SIGTERM/SIGINT/SIGHUP.
     sys::block_signals().map_err(|e| format!("blocking signals: {e}"))?;
-    match sys::raise_fd_limit() {
-        Ok(n) if n < 16_384 => log::warn!("open-file limit is {n}; raise it for more connections"),
-        Ok(_) => {}
-        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
-    }
+    let fd_limit = match sys::raise_fd_limit() {
+        Ok(n) => {
+            if n < 16_384 {
+                log::warn!("open-file limit is {n}; raise it for more connections");
+            }
+            n
+        }
+        Err(e) => {
+            log::warn!("cannot raise the open-file limit: {e}");
+            1024
+        }
+    };
+    let cpus = sys::allowed_cpus();
+    let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
+    // Each proxied request holds a client and an upstream descriptor; a few dozen more are
+    // the process's own (io_uring, listeners, files, threads).
+    let max_connections = cli
+        .max_connections_per_shard
+        .unwrap_or((fd_limit.saturating_sub(64) / 2) as usize / shard_count)
+        .max(1);
 
     let settings = Arc::new(Settings {
         header_timeout: Duration::from_secs(cli.header_timeout_secs),
@@ -157,6 +178,7 @@ fn run(cli: Cli) -> Result<(), String> {
         keep_buffer: cli.keep_buffer_bytes.max(cli.read_buffer_bytes),
         shard_memory_limit: cli.shard_memory_limit_bytes,
         proxy_websocket: cli.proxy_websocket,
+        max_connections,
         tick: Duration::from_millis(cli.tick_ms),
     });
     let state_dir = match (&cli.state_dir, &cli.control_plane) {
@@ -170,8 +192,6 @@ fn run(cli: Cli) -> Result<(), String> {
     let access_log_dir = cli.access_log_dir.clone().unwrap_or_else(|| {
         state_dir.as_deref().unwrap_or(std::path::Path::new("dataplane-state")).join("access-logs")
     });
-    let cpus = sys::allowed_cpus();
-    let shard_count = cli.shards.unwrap_or_else(|| cpus.len().max(1)).max(1);
     let table = match &cli.table {
         None if cli.control_plane.is_some() => {
             let dir = state_dir.as_deref().ok_or("a state directory")?;

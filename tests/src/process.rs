@@ -96,11 +96,19 @@ pub struct DataplaneOptions {
     pub no_table: bool,
     /// Follow this control plane (with this state dir) instead of a table file.
     pub control_plane: Option<(String, PathBuf)>,
+    /// Run under this open-file limit (soft and hard, set by util-linux `prlimit`).
+    pub fd_limit: Option<u64>,
 }
 
 impl Default for DataplaneOptions {
     fn default() -> Self {
-        DataplaneOptions { shards: 2, extra_args: Vec::new(), no_table: false, control_plane: None }
+        DataplaneOptions {
+            shards: 2,
+            extra_args: Vec::new(),
+            no_table: false,
+            control_plane: None,
+            fd_limit: None,
+        }
     }
 }
 
@@ -242,7 +250,15 @@ impl Dataplane {
             args.push(table.display().to_string());
         }
         args.extend(options.extra_args.iter().cloned());
-        let mut child = Command::new(bin("dataplane"))
+        let mut command = match options.fd_limit {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin("dataplane"));
+                c
+            }
+            None => Command::new(bin("dataplane")),
+        };
+        let mut child = command
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -18,6 +18,11 @@ pub struct ShardStats {
     pub quota_exceeded: AtomicU64,
     pub open_connections: AtomicU64,
     pub accepted_connections: AtomicU64,
+    /// Idle connections closed to make room for a new one at the connection cap.
+    pub shed_connections: AtomicU64,
+    /// New connections answered 503 and closed: at the cap with none idle, or out of file
+    /// descriptors.
+    pub refused_connections: AtomicU64,
     /// Upstream requests sent on a pooled keep-alive connection.
     pub upstream_reused: AtomicU64,
     /// Upstream connections opened.

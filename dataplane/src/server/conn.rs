@@ -74,6 +74,25 @@ impl Connections {
         }
     }
 
+    /// Shuts down up to `n` of the connections that have waited longest for a next request
+    /// (their idle deadlines are the earliest), to make room for new ones; how many it shut.
+    /// Rare (at the connection cap, out of descriptors), so it may sort.
+    pub fn shed_oldest_idle(&self, n: usize) -> usize {
+        let conns = self.0.borrow();
+        let mut idle: Vec<&ConnEntry> = conns
+            .iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.state.idle.get() && c.state.deadline_ms.get() != 0)
+            .collect();
+        idle.sort_unstable_by_key(|c| c.state.deadline_ms.get());
+        for conn in idle.iter().take(n) {
+            // Not idle any more for the next shed: its task ends on the next turn.
+            conn.state.idle.set(false);
+            crate::runtime::sys::shutdown_both(conn.fd);
+        }
+        idle.len().min(n)
+    }
+
     /// Shuts down the connections waiting for a next request (a drain).
     pub fn close_idle(&self) {
         for (_, conn) in self.0.borrow().iter() {
@@ -122,6 +141,30 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
     }
     conns.0.borrow_mut().remove(key);
     shard.stats.open_connections.fetch_sub(1, Relaxed);
+}
+
+/// Answers a connection the shard will not serve (at its connection cap with none idle, or
+/// out of descriptors) with a 503 and closes it, reading what the client sent for a moment
+/// so it sees the answer rather than a reset.
+pub async fn refuse<S: Stream>(mut stream: S, shard: Rc<Shard>) {
+    ShardStats::add(&shard.stats.refused_connections, 1);
+    let mut out = Vec::new();
+    gateway::refuse(&shard, Kind::Overloaded, &mut out);
+    let (written, _) = stream.write_all(out).await;
+    if written.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut scratch = Vec::with_capacity(4096);
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match monoio::time::timeout(left, stream.read(scratch)).await {
+            Ok((Ok(n), buf)) if n > 0 => {
+                scratch = buf;
+                scratch.clear();
+            }
+            _ => return,
+        }
+    }
 }
 
 /// A request whose head has arrived but whose body has not, completely.

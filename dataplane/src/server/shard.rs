@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::observe::access_log::{LogStats, ShardLog, ToWriter};
+use crate::observe::logging::RateLimited;
 use crate::observe::metrics::recorder::{Export, Recorder};
 use crate::runtime::driver::{run_with_driver, IoDriver};
 use crate::runtime::stats::ShardStats;
@@ -53,6 +54,10 @@ pub fn run(spec: ShardSpec) -> io::Result<()> {
     result
 }
 
+/// Idle connections closed at once when the process runs out of descriptors: room for a burst
+/// of newcomers, since io_uring loses the client whose accept found no descriptor.
+const SHED_WHEN_OUT_OF_FDS: usize = 16;
+
 async fn serve(spec: ShardSpec) -> io::Result<()> {
     let listen_port = spec.listener.local_addr()?.port();
     let listener = monoio::net::TcpListener::from_std(spec.listener)?;
@@ -67,13 +72,28 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     }));
     let conns = Rc::new(Connections::default());
     monoio::spawn(sweep(shard.clone(), conns.clone(), spec.table_updates.clone()));
+    // One descriptor held back for the moment the process runs out: closed to accept the
+    // waiting client and answer it 503, instead of leaving it hanging in the backlog.
+    let mut spare_fd = std::fs::File::open("/dev/null").ok();
+    let accept_errors = RateLimited::default();
     loop {
+        if spare_fd.is_none() {
+            spare_fd = std::fs::File::open("/dev/null").ok();
+        }
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if spec.stopping.load(Ordering::Acquire) {
                     break;
                 }
                 ShardStats::add(&shard.stats.accepted_connections, 1);
+                if conns.len() >= shard.settings.max_connections {
+                    if conns.shed_oldest_idle(1) == 1 {
+                        ShardStats::add(&shard.stats.shed_connections, 1);
+                    } else {
+                        monoio::spawn(conn::refuse(stream, shard.clone()));
+                        continue;
+                    }
+                }
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(conn::serve(stream, peer, shard.clone(), conns.clone()));
             }
@@ -81,9 +101,33 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
                 if spec.stopping.load(Ordering::Acquire) {
                     break;
                 }
-                // EMFILE and friends: back off instead of spinning; the connection stays in
-                // the backlog until a descriptor frees up.
-                log::warn!("shard {}: accept failed: {e}", shard.index);
+                let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if let Some(held_back) = accept_errors.allow(shard.clock.now_ms()) {
+                    let more =
+                        if held_back > 0 { format!(" ({held_back} more since)") } else { String::new() };
+                    log::warn!("shard {}: accept failed: {e}{more}", shard.index);
+                }
+                if out_of_fds {
+                    let shed = conns.shed_oldest_idle(SHED_WHEN_OUT_OF_FDS);
+                    if shed > 0 {
+                        // Their descriptors are free once their tasks have run: the waiting
+                        // clients get them on the next accepts.
+                        ShardStats::add(&shard.stats.shed_connections, shed as u64);
+                        monoio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    if spare_fd.take().is_some() {
+                        // Nothing to shed: the spare descriptor lets the waiting client in to
+                        // be answered 503. Bounded, in case it gave up meanwhile.
+                        let waiting = monoio::time::timeout(Duration::from_millis(10), listener.accept());
+                        if let Ok(Ok((stream, _))) = waiting.await {
+                            ShardStats::add(&shard.stats.accepted_connections, 1);
+                            monoio::spawn(conn::refuse(stream, shard.clone()));
+                        }
+                        continue;
+                    }
+                }
+                // Back off instead of spinning.
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
         }

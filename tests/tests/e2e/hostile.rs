@@ -327,3 +327,112 @@ fn the_phases_run_in_their_documented_order() {
     let r = c.request(&keyed);
     assert_eq!((r.status, r.text().as_str()), (429, r#"{"message":"Too Many Requests"}"#));
 }
+
+fn capped(origin: &Origin, extra: &[&str], fd_limit: Option<u64>) -> Dataplane {
+    let extra_args = extra.iter().map(|a| a.to_string()).collect();
+    Dataplane::start_with(
+        &manifest(origin.addr),
+        DataplaneOptions { shards: 1, extra_args, fd_limit, ..Default::default() },
+    )
+}
+
+/// A connection that has had one answer and now sits idle.
+fn idle_client(dp: &Dataplane) -> gateway_tests::Client {
+    let mut c = dp.client();
+    assert_eq!(c.get("localhost", "/health").status, 200);
+    c
+}
+
+#[test]
+fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let origin = Origin::start();
+    let dp = capped(&origin, &["--max-connections-per-shard", "8"], None);
+    let mut idle: Vec<_> = (0..8).map(|_| idle_client(&dp)).collect();
+    let mut newcomer = dp.client();
+    assert_eq!(newcomer.get("localhost", "/health").status, 200);
+    assert_eq!(crate::read_metric(&dp, "gateway_connections_shed_total", &[]), 1);
+    // The first connection was idle the longest: it is the one closed.
+    idle[0].set_read_timeout(Duration::from_secs(2));
+    assert!(idle[0].is_closed(), "the oldest idle connection is still open");
+    for c in &mut idle[1..] {
+        assert_eq!(c.get("localhost", "/health").status, 200);
+    }
+}
+
+#[test]
+fn at_the_connection_cap_with_none_idle_a_new_client_is_refused_at_once() {
+    let origin = Origin::start();
+    let dp = capped(&origin, &["--max-connections-per-shard", "4"], None);
+    let mut busy: Vec<_> = (0..4).map(|_| dp.client()).collect();
+    for c in &mut busy {
+        c.send(b"GET /echo/delay/1500 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let mut late = dp.client();
+    let r = late.get("localhost", "/health");
+    assert_eq!((r.status, r.text().as_str()), (503, r#"{"message":"Service Unavailable"}"#));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(started.elapsed() < Duration::from_millis(1000), "refused after {:?}", started.elapsed());
+    assert!(late.is_closed());
+    assert_eq!(crate::read_metric(&dp, "gateway_connections_refused_total", &[]), 1);
+    for c in &mut busy {
+        assert_eq!(c.read_response().expect("the busy requests finish").status, 200);
+    }
+}
+
+/// What became of one request on a fresh connection: its status, or `None` when the
+/// connection was closed without one; and how long that took.
+fn outcome(c: &mut gateway_tests::Client) -> (Option<u16>, Duration) {
+    let started = std::time::Instant::now();
+    let status = c.read_response().map(|r| r.status);
+    (status, started.elapsed())
+}
+
+#[test]
+fn out_of_file_descriptors_no_client_hangs_and_idle_ones_make_room() {
+    let origin = Origin::start();
+    // A cap the descriptors cannot back, so accept itself fails with EMFILE.
+    let dp = capped(&origin, &["--max-connections-per-shard", "1000"], Some(64));
+    let uring = gateway_tests::process::io_driver() != "epoll";
+    let mut idle = Vec::new();
+    let mut lost = 0;
+    for i in 0..80 {
+        let mut c = dp.client();
+        c.set_read_timeout(Duration::from_secs(3));
+        c.send(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let (status, took) = outcome(&mut c);
+        assert!(took < Duration::from_secs(2), "client {i} waited {took:?}");
+        match status {
+            Some(200) => idle.push(c),
+            // io_uring (Linux 6.x) accepts before it finds a descriptor: a client arriving as
+            // they run out is closed by the kernel at once. The gateway sheds an idle
+            // connection then, so the clients after it are served.
+            None if uring => lost += 1,
+            other => panic!("client {i} got {other:?}"),
+        }
+    }
+    assert!(lost <= 8, "{lost} of 80 clients lost: idle connections did not make room");
+    assert!(crate::read_metric(&dp, "gateway_connections_shed_total", &[]) > 0);
+    assert!(dp.stderr_lines().iter().any(|l| l.contains("accept failed")), "the shortage is logged");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    // Busy connections, each with an upstream descriptor too, cannot be shed: no newcomer
+    // waits for them, whatever it gets.
+    let mut busy: Vec<_> = (0..40)
+        .map(|_| {
+            let mut c = dp.client();
+            c.set_read_timeout(Duration::from_secs(5));
+            c.send(b"GET /echo/delay/1000 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            c
+        })
+        .collect();
+    for (i, c) in busy.iter_mut().enumerate() {
+        let (status, took) = outcome(c);
+        assert!(took < Duration::from_secs(3), "busy client {i} waited {took:?} for {status:?}");
+        assert!(matches!(status, None | Some(200 | 502 | 503)), "busy client {i} got {status:?}");
+    }
+    drop(busy);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(dp.client().get("localhost", "/health").status, 200);
+}
