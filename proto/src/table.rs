@@ -612,7 +612,12 @@ impl TableBytes {
 /// True for an HTTP token (RFC 9110 §5.6.2): a header name or a method. The one rule the
 /// compiler and the decoder both apply to names written to the wire.
 pub fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !text.is_empty() && text.bytes().all(is_tchar)
+}
+
+/// True for a byte a token may hold (`tchar`).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// True for an upstream host as the table keeps it: a name or address of letters, digits,

@@ -1,9 +1,10 @@
 //! An incremental, strict decoder for `Transfer-Encoding: chunked` bodies (RFC 9112 §7.1).
 //!
 //! Strict means every line ends in CRLF, sizes are bare hex digits (no sign, no spaces, no
-//! `0x`, at most 15 digits), and the decoded total is bounded. Chunk extensions and trailers
-//! are accepted and dropped, each bounded in size. Any deviation is an error, because lenient
-//! chunk parsing is how request smuggling works.
+//! `0x`, at most 15 digits), and the decoded total is bounded. Chunk extensions follow the
+//! RFC's grammar (`;name`, `;name=token` or `;name="quoted"`, with optional whitespace after
+//! `;` and around `=`, none between the size and `;`) and are dropped, as are trailers, each bounded in size. Any deviation is an
+//! error, because lenient chunk parsing is how request smuggling works.
 
 /// Why a chunked body was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +21,8 @@ enum State {
     Size {
         digits: u8,
     },
-    /// Inside a chunk extension (after `;`), until CR.
-    Extension,
+    /// A chunk extension (RFC 9112 §7.1.1), at the place named.
+    Extension(Ext),
     /// Expecting the LF that ends the size line.
     SizeLf,
     /// Copying chunk data.
@@ -37,6 +38,55 @@ enum State {
     /// Expecting the LF of the final empty line.
     EndLf,
     Done,
+}
+
+/// Where in `;name[=value]` a chunk extension is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: whitespace, then the name's first character.
+    BeforeName,
+    Name,
+    /// Whitespace after the name: then `=`, `;` or the end of the line.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    BeforeValue,
+    Token,
+    Quoted,
+    /// After a backslash inside a quoted string.
+    QuotedPair,
+    /// After the value: whitespace, then `;` or the end of the line.
+    AfterValue,
+}
+
+impl Ext {
+    /// The next place after byte `b`, or why `b` cannot be there.
+    fn next(self, b: u8) -> Result<Ext, &'static str> {
+        let space = b == b' ' || b == b'\t';
+        let tchar = proto::table::is_tchar(b);
+        Ok(match (self, b) {
+            (Ext::BeforeName, _) if space => Ext::BeforeName,
+            (Ext::BeforeName, _) if tchar => Ext::Name,
+            (Ext::BeforeName, _) => return Err("a chunk extension without a name"),
+            (Ext::Name, _) if tchar => Ext::Name,
+            (Ext::Name | Ext::AfterName, _) if space => Ext::AfterName,
+            (Ext::Name | Ext::AfterName, b'=') => Ext::BeforeValue,
+            (Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue, b';') => Ext::BeforeName,
+            (Ext::BeforeValue, _) if space => Ext::BeforeValue,
+            (Ext::BeforeValue, b'"') => Ext::Quoted,
+            (Ext::BeforeValue | Ext::Token, _) if tchar => Ext::Token,
+            (Ext::BeforeValue, _) => return Err("a chunk extension without a value after ="),
+            (Ext::Token | Ext::AfterValue, _) if space => Ext::AfterValue,
+            (Ext::Quoted, b'"') => Ext::AfterValue,
+            (Ext::Quoted, b'\\') => Ext::QuotedPair,
+            (Ext::Quoted | Ext::QuotedPair, b'\t' | b' '..=b'~' | 0x80..=0xff) => Ext::Quoted,
+            _ => return Err("a malformed chunk extension"),
+        })
+    }
+
+    /// True where the size line may end.
+    fn may_end(self) -> bool {
+        matches!(self, Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue)
+    }
 }
 
 /// Most bytes of extensions plus trailers one body may carry.
@@ -86,7 +136,7 @@ impl ChunkedDecoder {
                     } else if digits == 0 {
                         return Err(ChunkError::Malformed("chunk size is not hex"));
                     } else if b == b';' {
-                        self.state = State::Extension;
+                        self.state = State::Extension(Ext::BeforeName);
                     } else if b == b'\r' {
                         self.state = State::SizeLf;
                     } else {
@@ -94,14 +144,13 @@ impl ChunkedDecoder {
                     }
                     i += 1;
                 }
-                State::Extension => {
+                State::Extension(at) => {
                     self.count_metadata()?;
-                    match b {
-                        b'\r' => self.state = State::SizeLf,
-                        b'\n' => return Err(ChunkError::Malformed("bare LF in chunk extension")),
-                        b'\t' | b' '..=b'~' | 0x80..=0xff => {}
-                        _ => return Err(ChunkError::Malformed("control character in chunk extension")),
-                    }
+                    self.state = match b {
+                        b'\r' if at.may_end() => State::SizeLf,
+                        b'\r' => return Err(ChunkError::Malformed("a chunk extension cut short")),
+                        _ => State::Extension(at.next(b).map_err(ChunkError::Malformed)?),
+                    };
                     i += 1;
                 }
                 State::SizeLf => {
@@ -222,6 +271,43 @@ mod tests {
         }
         assert!(d.is_done());
         assert_eq!(out, b"hello world");
+    }
+
+    #[test]
+    fn chunk_extensions_follow_the_grammar() {
+        let good: &[&[u8]] = &[
+            b"5;a\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b;c\r\nhello\r\n0;last\r\n\r\n",
+            b"5; a = b ;c=\"x;y \\\" z\"\r\nhello\r\n0\r\n\r\n",
+        ];
+        for input in good {
+            assert_eq!(
+                decode_all(input).map(|(out, _)| out),
+                Ok(b"hello".to_vec()),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let bad: &[&[u8]] = &[
+            b"1;\r\na\r\n0\r\n\r\n",
+            b"1; \r\na\r\n0\r\n\r\n",
+            b"1;=b\r\na\r\n0\r\n\r\n",
+            b"1;a=\r\na\r\n0\r\n\r\n",
+            b"1;a=\"b\r\na\r\n0\r\n\r\n",
+            b"1;a b\r\na\r\n0\r\n\r\n",
+            b"1;a=b c\r\na\r\n0\r\n\r\n",
+            b"1;a,b\r\na\r\n0\r\n\r\n",
+            b"1;a\x01\r\na\r\n0\r\n\r\n",
+            b"1;a\n\r\na\r\n0\r\n\r\n",
+        ];
+        for input in bad {
+            let mut d = ChunkedDecoder::new(1 << 20);
+            assert!(
+                matches!(d.decode(input, &mut Vec::new()), Err(ChunkError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,68 @@ pub fn connection_options(value: &[u8]) -> (bool, bool) {
     (close, keep_alive)
 }
 
+/// True when a line of `head` ends in a bare LF, without the CR before it. RFC 9112 §2.2 lets
+/// a recipient accept one, but a parser that does and a backend that does not disagree about
+/// where a line ends, which is how one message becomes two; so both sides refuse it.
+pub fn has_bare_lf(head: &[u8]) -> bool {
+    let mut rest = head;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        if i == 0 || rest[i - 1] != b'\r' {
+            return true;
+        }
+        rest = &rest[i + 1..];
+    }
+    false
+}
+
+/// The request methods the gateway accepts: the IANA HTTP Method Registry, less `CONNECT`
+/// (the gateway is no tunnel) and `PRI` (the HTTP/2 preface). An `ANY` route matches these.
+pub const METHODS: [&str; 37] = [
+    "ACL",
+    "BASELINE-CONTROL",
+    "BIND",
+    "CHECKIN",
+    "CHECKOUT",
+    "COPY",
+    "DELETE",
+    "GET",
+    "HEAD",
+    "LABEL",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MKREDIRECTREF",
+    "MKWORKSPACE",
+    "MOVE",
+    "OPTIONS",
+    "ORDERPATCH",
+    "PATCH",
+    "POST",
+    "PROPFIND",
+    "PROPPATCH",
+    "PUT",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "TRACE",
+    "UNBIND",
+    "UNCHECKOUT",
+    "UNLINK",
+    "UNLOCK",
+    "UPDATE",
+    "UPDATEREDIRECTREF",
+    "VERSION-CONTROL",
+];
+
+/// True for a method in [`METHODS`] (methods are case-sensitive).
+pub fn is_accepted_method(method: &str) -> bool {
+    matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH")
+        || METHODS.contains(&method)
+}
+
 /// True when `name` is listed in a `Connection` header's value (and so is hop-by-hop).
 pub fn named_by_connection(connection: Option<&[u8]>, name: &[u8]) -> bool {
     connection.is_some_and(|value| list_tokens(value).any(|token| token.eq_ignore_ascii_case(name)))

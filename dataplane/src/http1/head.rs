@@ -158,9 +158,13 @@ pub fn parse<'b, 'h>(
     if len - line_len > limits.max_header_bytes + 2 {
         return Err(HeadError::HeadersTooLarge);
     }
-    if !target.starts_with('/') {
-        return Err(HeadError::BadRequest("request target is not origin-form"));
+    if !fields::is_accepted_method(method) {
+        return Err(HeadError::BadRequest("a method outside the HTTP method registry"));
     }
+    if fields::has_bare_lf(&buf[..len]) {
+        return Err(HeadError::BadRequest("a line ending in a bare LF"));
+    }
+    let (target, authority) = request_target(method, target)?;
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
@@ -194,7 +198,7 @@ pub fn parse<'b, 'h>(
             }
             let value = std::str::from_utf8(trim_ows(h.value))
                 .map_err(|_| HeadError::BadRequest("Host is not ASCII"))?;
-            if value.bytes().any(|b| b <= b' ' || b == b'/' || b == b'@' || b >= 0x7f) {
+            if !is_authority(value) {
                 return Err(HeadError::BadRequest("malformed Host"));
             }
             host = Some(value);
@@ -218,6 +222,17 @@ pub fn parse<'b, 'h>(
     }
     if minor_version == 1 && host.is_none() {
         return Err(HeadError::BadRequest("HTTP/1.1 request without Host"));
+    }
+    if let Some(authority) = authority {
+        // RFC 9112 §3.2.2: the target's authority names the host; a Host that says otherwise
+        // is a request two servers would route differently.
+        match host {
+            Some(h) if !h.eq_ignore_ascii_case(authority) => {
+                return Err(HeadError::BadRequest("Host differs from the target's authority"))
+            }
+            Some(_) => {}
+            None => host = Some(authority),
+        }
     }
     let framing = match (chunked, content_length) {
         (true, _) => Framing::Chunked,
@@ -246,6 +261,102 @@ pub fn parse<'b, 'h>(
         expect_continue: expect_continue && framing != Framing::Empty,
         host,
     }))
+}
+
+/// A Host value or a target's authority: a name or address with an optional port, no
+/// userinfo, no path, visible ASCII only.
+fn is_authority(value: &str) -> bool {
+    !value.is_empty() && !value.bytes().any(|b| b <= b' ' || b == b'/' || b == b'@' || b >= 0x7f)
+}
+
+/// The request target in origin form (what the gateway routes), and the authority when it
+/// came in absolute form (RFC 9112 §3.2): origin-form as it is; absolute-form (`http://host/p`,
+/// which a server must accept) as its path and query; asterisk-form for `OPTIONS` only (a
+/// request about the server, which no route matches); authority-form and anything else are
+/// refused. Raw bytes of 0x80 and above are never accepted: a target is ASCII, percent-encoded.
+fn request_target<'b>(method: &str, target: &'b str) -> Result<(&'b str, Option<&'b str>), HeadError> {
+    if target.bytes().any(|b| b >= 0x80) {
+        return Err(HeadError::BadRequest("a raw byte of 0x80 or above in the request target"));
+    }
+    if target.starts_with('/') {
+        return Ok((target, None));
+    }
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok((target, None)),
+            _ => Err(HeadError::BadRequest("asterisk-form is for OPTIONS only")),
+        };
+    }
+    let scheme_end = target.find("://").ok_or(HeadError::BadRequest("request target in authority-form"))?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(HeadError::BadRequest("absolute-form target that is not http or https"));
+    }
+    let rest = &target[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if !is_authority(authority) {
+        return Err(HeadError::BadRequest("malformed authority in an absolute-form target"));
+    }
+    match path.as_bytes().first() {
+        None => Ok(("/", Some(authority))),
+        Some(b'/') => Ok((path, Some(authority))),
+        Some(_) => Err(HeadError::BadRequest("absolute-form target without a path")),
+    }
+}
+
+/// What is known of a head still arriving, so that a bad line is refused as soon as it is
+/// complete, not when the head ends or the header timeout passes. Each byte is looked at
+/// once: a client dripping a head one byte at a time costs no rescans.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    /// Bytes of the head already checked (whole lines).
+    checked: usize,
+    seen_request_line: bool,
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+}
+
+impl Progress {
+    /// Checks the lines of `head` (the head so far, from its first byte) completed since the
+    /// last call: CRLF endings, a registered method, and the framing headers (a valid
+    /// `Content-Length` that agrees with any earlier one, never beside `Transfer-Encoding`).
+    /// httparse has already refused what is malformed in the bytes so far.
+    pub fn check(&mut self, head: &[u8]) -> Result<(), HeadError> {
+        while let Some(i) = head[self.checked..].iter().position(|&b| b == b'\n') {
+            let line = &head[self.checked..self.checked + i];
+            self.checked += i + 1;
+            let Some(line) = line.strip_suffix(b"\r") else {
+                return Err(HeadError::BadRequest("a line ending in a bare LF"));
+            };
+            if !self.seen_request_line {
+                // Empty lines before the request line are ignored (RFC 9112 §2.2).
+                if !line.is_empty() {
+                    self.seen_request_line = true;
+                    let method = line.split(|&b| b == b' ').next().unwrap_or(b"");
+                    if !std::str::from_utf8(method).is_ok_and(fields::is_accepted_method) {
+                        return Err(HeadError::BadRequest("a method outside the HTTP method registry"));
+                    }
+                }
+                continue;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n = parse_content_length(value)?;
+                if self.content_length.is_some_and(|prev| prev != n) {
+                    return Err(HeadError::BadRequest("differing Content-Length values"));
+                }
+                self.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                self.transfer_encoding = true;
+            }
+            if self.transfer_encoding && self.content_length.is_some() {
+                return Err(HeadError::BadRequest("both Content-Length and Transfer-Encoding"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Applies the size limits to a head that has not been fully received yet, so an endless
@@ -336,12 +447,84 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
-            "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a@b/ HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a?x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n\n",
+            "MKCOLA / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "ANNOUNCE / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "PRI / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         ];
         for raw in bad {
             assert!(matches!(check(raw), Err(HeadError::BadRequest(_))), "{raw:?} gave {:?}", check(raw));
         }
+    }
+
+    fn target(raw: &str) -> Result<(String, Option<String>), HeadError> {
+        let mut spans = Vec::new();
+        let head = parse(raw.as_bytes(), &mut spans, &Limits::default())?.expect("complete");
+        Ok((head.target.to_string(), head.host.map(str::to_string)))
+    }
+
+    #[test]
+    fn request_target_forms() {
+        let t = |target: &str, host: &str| Ok((target.to_string(), Some(host.to_string())));
+        assert_eq!(target("GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n"), t("/a?b", "h"));
+        assert_eq!(target("GET http://h/a?b HTTP/1.1\r\nHost: h\r\n\r\n"), t("/a?b", "h"));
+        assert_eq!(target("GET HTTP://H:8080 HTTP/1.1\r\nHost: h:8080\r\n\r\n"), t("/", "h:8080"));
+        assert_eq!(target("GET https://h/x HTTP/1.0\r\n\r\n"), t("/x", "h"));
+        assert_eq!(target("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), t("*", "h"));
+        for method in super::fields::METHODS {
+            let raw = format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(target(&raw).is_ok(), "{method}");
+        }
+    }
+
+    /// Feeds `raw` one byte at a time as a head still arriving: the first byte at which it
+    /// is refused, if any.
+    fn refused_at(raw: &str) -> Option<usize> {
+        let mut progress = Progress::default();
+        let mut spans = Vec::new();
+        (1..=raw.len()).find(|&n| {
+            let bytes = &raw.as_bytes()[..n];
+            match parse(bytes, &mut spans, &Limits::default()) {
+                Err(_) => true,
+                Ok(Some(_)) => false,
+                Ok(None) => progress.check(bytes).is_err(),
+            }
+        })
+    }
+
+    #[test]
+    fn a_bad_line_is_refused_as_soon_as_it_is_complete() {
+        let line_ends = |raw: &str, line: &str| raw.find(line).map(|i| i + line.len());
+        for (raw, bad_line) in [
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\nX: y", "99999\r\n"),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\nX: y", ": 6\r\n"),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX",
+                "chunked\r\n",
+            ),
+            ("GET / HTTP/1.1\r\nHost: a\nX: y", "a\n"),
+            ("MKCOLA / HTTP/1.1\r\nHost: a", "1.1\r\n"),
+        ] {
+            let at = refused_at(raw).unwrap_or_else(|| panic!("never refused: {raw:?}"));
+            assert!(at <= line_ends(raw, bad_line).unwrap(), "{raw:?} refused only at byte {at}");
+        }
+        assert_eq!(
+            refused_at("\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n"),
+            None
+        );
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub fn parse(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(ResponseHeadError::Syntax(super::head::httparse_reason(e))),
     };
+    if fields::has_bare_lf(&buf[..len]) {
+        return Err(ResponseHeadError::Syntax("a line ending in a bare LF"));
+    }
     let status = response.code.ok_or(ResponseHeadError::Syntax("no status"))?;
     let http11 = response.version == Some(1);
     let base = buf.as_ptr() as usize;
@@ -206,5 +209,7 @@ mod tests {
         assert!(matches!(head("HTTP/1.1 2OO OK\r\n\r\n"), Err(Syntax(_))));
         assert!(matches!(head("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"), Err(Syntax(_))));
         assert!(matches!(head("SSH-2.0-OpenSSH\r\n\r\n"), Err(Syntax(_))));
+        assert!(matches!(head("HTTP/1.1 200 OK\ncontent-length: 0\r\n\r\n"), Err(Syntax(_))));
+        assert!(matches!(head("HTTP/1.1 200 OK\r\ncontent-length: 0\n\n"), Err(Syntax(_))));
     }
 }

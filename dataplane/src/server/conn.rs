@@ -121,6 +121,7 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
         scratch: Scratch::default(),
         pending: None,
         spans: Vec::new(),
+        progress: head::Progress::default(),
         served: 0,
         charge: Charge::default(),
         tunnel: None,
@@ -206,6 +207,8 @@ struct Conn<S> {
     pending: Option<Pending>,
     /// Header positions of the head being answered (reused).
     spans: Vec<head::HeaderSpan>,
+    /// What has been checked of a head still arriving.
+    progress: head::Progress,
     /// Requests answered so far.
     served: u64,
     /// What `buf`, `body` and `out` hold of the shard's memory budget (`scratch` has its own).
@@ -336,8 +339,17 @@ impl<S: Stream> Conn<S> {
             }
             let limits = self.shard.settings.limits;
             let head = match head::parse(&self.buf[self.start..], &mut self.spans, &limits) {
-                Ok(None) => return Next::Read,
-                Ok(Some(head)) => head,
+                Ok(None) => match self.progress.check(&self.buf[self.start..]) {
+                    Ok(()) => return Next::Read,
+                    Err(e) => {
+                        self.write_error(head_error_kind(e));
+                        return Next::CloseAfterError;
+                    }
+                },
+                Ok(Some(head)) => {
+                    self.progress = head::Progress::default();
+                    head
+                }
                 Err(e) => {
                     self.write_error(head_error_kind(e));
                     return Next::CloseAfterError;

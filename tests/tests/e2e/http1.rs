@@ -177,7 +177,17 @@ fn request_smuggling_shapes_are_refused() {
         ("TE in HTTP/1.0", "POST /echo HTTP/1.0\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         ("two Hosts", "GET /pets/1 HTTP/1.1\r\nHost: localhost\r\nHost: evil\r\n\r\n"),
         ("no Host", "GET /pets/1 HTTP/1.1\r\n\r\n"),
-        ("absolute-form", "GET http://localhost/pets/1 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("absolute-form, another Host", "GET http://localhost/pets/1 HTTP/1.1\r\nHost: evil\r\n\r\n"),
+        ("authority-form", "GET localhost:80 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("asterisk-form GET", "GET * HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("bare LF request line", "GET /pets/1 HTTP/1.1\nHost: localhost\r\n\r\n"),
+        ("bare LF header", "GET /pets/1 HTTP/1.1\r\nHost: localhost\nX-Smuggled: 1\r\n\r\n"),
+        ("bare LF end", "GET /pets/1 HTTP/1.1\r\nHost: localhost\n\nGET /pets/2 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("unregistered method on ANY", "MKCOLA /echo/x HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("RTSP method on ANY", "ANNOUNCE /echo/x HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("raw UTF-8 target", "GET /echo/caf\u{e9} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("empty chunk extension", "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1;\r\na\r\n0\r\n\r\n"),
+        ("Content-Length overflow", "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
         ("garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03\r\n\r\n"),
     ];
     for (name, raw) in cases {
@@ -278,4 +288,52 @@ fn many_slow_loris_connections_do_not_starve_others() {
     // One small buffer each: far below 64 KiB per connection even in a debug build.
     assert!(rss_kib < 64 * 1024, "RSS {rss_kib} KiB with 500 slow connections");
     assert_eq!(dp.client().get("localhost", "/one").text(), "one");
+}
+
+#[test]
+fn an_unfinished_bad_head_is_refused_as_soon_as_its_bad_line_arrives() {
+    let origin = Origin::start();
+    let dp = Dataplane::start(&manifest(origin.addr));
+    for (name, partial) in [
+        (
+            "Content-Length overflow",
+            "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999999999999999\r\n",
+        ),
+        (
+            "differing Content-Lengths",
+            "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n",
+        ),
+        ("bare LF", "GET /pets/1 HTTP/1.1\r\nHost: localhost\nX: 1\r\n"),
+        ("unregistered method", "MKCOLA /echo/x HTTP/1.1\r\n"),
+    ] {
+        let mut c = dp.client();
+        c.set_read_timeout(Duration::from_secs(2));
+        let started = Instant::now();
+        c.send(partial.as_bytes());
+        let r = c
+            .read_response()
+            .unwrap_or_else(|| panic!("{name}: no answer within 2 s (header timeout is 10 s)"));
+        assert_eq!((r.status, r.text().as_str()), (400, r#"{"message":"Bad Request"}"#), "{name}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{name}");
+        assert!(c.is_closed(), "{name}");
+    }
+    assert_eq!(origin.requests(), 0);
+}
+
+#[test]
+fn absolute_form_targets_are_served_by_their_path() {
+    let origin = Origin::start();
+    let dp = Dataplane::start(&manifest(origin.addr));
+    let mut c = dp.client();
+    let r = c.request("GET http://localhost/echo/a?b=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["target"], "/a?b=1", "the backend gets origin-form");
+    // HTTP/1.0 may leave Host out: the authority names the host.
+    let r = c.request("GET http://api.example.com/v1/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "one"));
+    // OPTIONS * asks about the server: no route is named, so it is answered as AWS answers an
+    // unknown route, and the connection stays usable.
+    let r = c.request("OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(c.get("localhost", "/one").text(), "one");
 }
