@@ -38,7 +38,9 @@ struct DataplaneInfo {
 
 pub struct ControlService {
     store: Store,
-    state: tokio::sync::Mutex<State>,
+    /// The current state. Changes are computed off this lock ([`ControlService::change`]) and
+    /// stored under it, so a large apply never stalls reads, reports or other changes.
+    state: tokio::sync::Mutex<Arc<State>>,
     published: watch::Sender<Published>,
     dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
     usage: Arc<Mutex<UsageStore>>,
@@ -104,7 +106,7 @@ impl ControlService {
             usage: Arc::new(Mutex::new(usage)),
             metrics: crate::metrics::MetricsStore::default(),
             store,
-            state: tokio::sync::Mutex::new(state),
+            state: tokio::sync::Mutex::new(Arc::new(state)),
             published: tx,
             dataplanes: Arc::default(),
         })
@@ -114,9 +116,53 @@ impl ControlService {
         self.published.borrow().version
     }
 
+    /// Runs a change (validate, compile: the slow part) on a blocking thread against the
+    /// current state without holding the state lock, then stores it under the lock if no other
+    /// change landed meanwhile; if one did, the change runs again on the newer state. With
+    /// `dry_run`, nothing is stored. The outer error is a failure to store; the inner one, a
+    /// refusal.
+    async fn change<F>(&self, op: F, dry_run: bool) -> Result<Result<Outcome, Refusal>, Status>
+    where
+        F: Fn(&State) -> Result<Outcome, Refusal> + Send + Sync + 'static,
+    {
+        let op = Arc::new(op);
+        loop {
+            let base = self.state.lock().await.clone();
+            let outcome = match self.compute(&op, &base).await? {
+                Ok(outcome) if !dry_run => outcome,
+                other => return Ok(other),
+            };
+            let mut state = self.state.lock().await;
+            if state.version != base.version {
+                continue;
+            }
+            self.commit(&mut state, &outcome)?;
+            return Ok(Ok(outcome));
+        }
+    }
+
+    /// A change that either lands or is refused with a status.
+    async fn change_or_refuse<F>(&self, op: F) -> Result<Outcome, Status>
+    where
+        F: Fn(&State) -> Result<Outcome, Refusal> + Send + Sync + 'static,
+    {
+        self.change(op, false).await?.map_err(refusal_status)
+    }
+
+    /// Runs `op` on `state` on a blocking thread, so the runtime keeps serving meanwhile.
+    async fn compute<F>(&self, op: &Arc<F>, state: &Arc<State>) -> Result<Result<Outcome, Refusal>, Status>
+    where
+        F: Fn(&State) -> Result<Outcome, Refusal> + Send + Sync + 'static,
+    {
+        let (op, state) = (op.clone(), state.clone());
+        tokio::task::spawn_blocking(move || op(&state))
+            .await
+            .map_err(|e| Status::internal(format!("the change failed: {e}")))
+    }
+
     /// Stores the outcome, then publishes its table. Holding `state` serializes changes.
-    fn commit(&self, state: &mut State, outcome: &Outcome) -> Result<(), Status> {
-        if outcome.state == *state {
+    fn commit(&self, state: &mut Arc<State>, outcome: &Outcome) -> Result<(), Status> {
+        if outcome.state == **state {
             return Ok(());
         }
         // A refusal, not an outage: nothing was acknowledged and the stored state is the old one
@@ -124,7 +170,7 @@ impl ControlService {
         self.store
             .save(&outcome.state)
             .map_err(|e| Status::aborted(format!("not applied: storing it failed: {e}")))?;
-        *state = outcome.state.clone();
+        *state = Arc::new(outcome.state.clone());
         if outcome.state.version != self.published.borrow().version {
             let bytes = Arc::new(proto::table::encode(&outcome.table));
             self.published.send_replace(Published { version: outcome.state.version, bytes });
@@ -160,22 +206,35 @@ impl Drop for ConnectedGuard {
 impl Control for ControlService {
     async fn apply(&self, req: Request<grpc::ApplyRequest>) -> Result<Response<grpc::ApplyResponse>, Status> {
         let req = req.into_inner();
-        let mut parsed = Manifest::default();
-        let mut errors = Vec::new();
-        let mut complete = true;
-        for file in &req.files {
-            complete &= manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
-        }
-        if !errors.is_empty() {
-            let errors = crate::with_compile_errors(&parsed, errors, complete);
-            return Ok(Response::new(grpc::ApplyResponse {
-                version: 0,
-                changes: vec![],
-                errors: to_field_errors(&errors),
-            }));
-        }
-        let mut state = self.state.lock().await;
-        let outcome = match state.apply(&parsed, now_ms()) {
+        let dry_run = req.dry_run;
+        // Parsing a large manifest takes long: on a blocking thread, so the runtime goes on
+        // serving status, reports and data planes meanwhile.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut parsed = Manifest::default();
+            let mut errors = Vec::new();
+            let mut complete = true;
+            for file in &req.files {
+                complete &= manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
+            }
+            match errors.is_empty() {
+                true => Ok(parsed),
+                false => Err(crate::with_compile_errors(&parsed, errors, complete)),
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(format!("parsing failed: {e}")))?;
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                return Ok(Response::new(grpc::ApplyResponse {
+                    version: 0,
+                    changes: vec![],
+                    errors: to_field_errors(&errors),
+                }))
+            }
+        };
+        let now = now_ms();
+        let outcome = match self.change(move |state| state.apply(&parsed, now), dry_run).await? {
             Ok(outcome) => outcome,
             Err(Refusal::Invalid(errors)) => {
                 return Ok(Response::new(grpc::ApplyResponse {
@@ -186,8 +245,7 @@ impl Control for ControlService {
             }
             Err(other) => return Err(refusal_status(other)),
         };
-        if !req.dry_run {
-            self.commit(&mut state, &outcome)?;
+        if !dry_run {
             let changed = outcome.changes.iter().filter(|c| c.action != "unchanged").count();
             if changed > 0 {
                 log::info!("applied version {}: {changed} change(s)", outcome.state.version);
@@ -235,9 +293,7 @@ impl Control for ControlService {
         let req = req.into_inner();
         let kind = normalize_kind(&req.kind)
             .ok_or_else(|| Status::invalid_argument(format!("unknown kind '{}'", req.kind)))?;
-        let mut state = self.state.lock().await;
-        let outcome = state.delete(kind, &req.name).map_err(refusal_status)?;
-        self.commit(&mut state, &outcome)?;
+        let outcome = self.change_or_refuse(move |state| state.delete(kind, &req.name)).await?;
         Ok(Response::new(self.change_response(&outcome)))
     }
 
@@ -246,10 +302,10 @@ impl Control for ControlService {
         req: Request<grpc::DeployRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
         let req = req.into_inner();
-        let mut state = self.state.lock().await;
-        let outcome =
-            state.deploy(&req.api, &req.stage, &req.description, now_ms()).map_err(refusal_status)?;
-        self.commit(&mut state, &outcome)?;
+        let now = now_ms();
+        let outcome = self
+            .change_or_refuse(move |state| state.deploy(&req.api, &req.stage, &req.description, now))
+            .await?;
         Ok(Response::new(self.change_response(&outcome)))
     }
 
@@ -258,10 +314,12 @@ impl Control for ControlService {
         req: Request<grpc::RollbackRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
         let req = req.into_inner();
-        let to = (!req.to.is_empty()).then_some(req.to.as_str());
-        let mut state = self.state.lock().await;
-        let outcome = state.rollback(&req.api, &req.stage, to).map_err(refusal_status)?;
-        self.commit(&mut state, &outcome)?;
+        let outcome = self
+            .change_or_refuse(move |state| {
+                let to = (!req.to.is_empty()).then_some(req.to.as_str());
+                state.rollback(&req.api, &req.stage, to)
+            })
+            .await?;
         Ok(Response::new(self.change_response(&outcome)))
     }
 
@@ -286,9 +344,7 @@ impl Control for ControlService {
         req: Request<grpc::FlushCacheRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
         let req = req.into_inner();
-        let mut state = self.state.lock().await;
-        let outcome = state.flush_cache(&req.api, &req.stage).map_err(refusal_status)?;
-        self.commit(&mut state, &outcome)?;
+        let outcome = self.change_or_refuse(move |state| state.flush_cache(&req.api, &req.stage)).await?;
         Ok(Response::new(self.change_response(&outcome)))
     }
 

@@ -87,7 +87,7 @@ pub struct StoredObject {
     pub doc: Document,
     /// The document's text, while it is being applied (to locate errors to a line); not stored.
     #[serde(skip)]
-    pub source: Option<std::sync::Arc<str>>,
+    pub source: Option<std::sync::Arc<manifest::Source>>,
 }
 
 impl PartialEq for StoredObject {

@@ -230,6 +230,29 @@ mod tests {
     }
 
     #[test]
+    fn hostile_nesting_and_aliases_are_refused_not_followed() {
+        let deep = format!(
+            "kind: Api\nname: a\nroutes:\n  GET /x: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            errors(&deep),
+            vec!["m.yaml:4: more than 64 `[` and `{` open at once; no manifest needs to nest this deep"]
+        );
+        // 64 levels are fine (and reach the type check).
+        let fine = format!("kind: Api\nname: a\nroutes:\n  GET /x: {}{}\n", "[".repeat(64), "]".repeat(64));
+        assert!(errors(&fine)[0].contains("invalid type"), "{:?}", errors(&fine));
+        // A billion laughs: nine levels of nine aliases each would be 387 million strings.
+        let mut bomb = String::from("kind: Api\nname: a\nroutes:\n  GET /x:\n    integration:\n      type: MOCK\n      response:\n        headers:\n          x0: &a0 [l, l, l, l, l, l, l, l, l]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            bomb.push_str(&format!("          x{i}: &a{i} [{refs}]\n"));
+        }
+        assert_eq!(errors(&bomb).len(), 1, "{:?}", errors(&bomb));
+    }
+
+    #[test]
     fn broken_manifests_get_located_errors() {
         let api = "kind: Api\nname: a\nroutes:\n  GET /x:\n    integration: { type: HTTP_PROXY, uri: \"http://${stageVariables.nope}/x\" }\n";
         let stage = "---\nkind: Stage\napi: a\nname: s\n";

@@ -8,6 +8,7 @@ mod account;
 mod api;
 mod domain;
 mod duration;
+mod source;
 mod stage;
 mod usage_plan;
 
@@ -17,6 +18,7 @@ pub use api::{
 };
 pub use domain::{Domain, Mapping};
 pub use duration::{parse_duration, DurationText};
+pub use source::Source;
 pub use stage::{AccessLogSettings, Stage, StageCache, StageCanary};
 pub use usage_plan::{ApiKey, Quota, QuotaPeriod, UsagePlan};
 
@@ -68,7 +70,7 @@ pub struct Located<T> {
     pub line: usize,
     pub value: T,
     /// The document's text when it was parsed in this run, to locate a field's own line.
-    pub source: Option<std::sync::Arc<str>>,
+    pub source: Option<std::sync::Arc<Source>>,
 }
 
 impl<T> Located<T> {
@@ -76,55 +78,10 @@ impl<T> Located<T> {
     /// text allows; the document's first line when the text is not at hand.
     pub fn line_of(&self, path: &str) -> usize {
         match &self.source {
-            Some(text) => self.line + locate(text, path),
+            Some(source) => self.line + source.locate(path),
             None => self.line,
         }
     }
-}
-
-/// Splits `routes["GET /x"].integration.uri` into `routes`, `GET /x`, `integration`, `uri`.
-fn path_segments(path: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = path;
-    while !rest.is_empty() {
-        if let Some(inner) = rest.strip_prefix("[\"") {
-            let end = inner.find("\"]").unwrap_or(inner.len());
-            out.push(&inner[..end]);
-            rest = inner.get(end + 2..).unwrap_or("");
-        } else if let Some(inner) = rest.strip_prefix('[') {
-            // A list index: the line search cannot count items, so it is skipped.
-            let end = inner.find(']').unwrap_or(inner.len());
-            rest = inner.get(end + 1..).unwrap_or("");
-        } else {
-            let rest_trim = rest.strip_prefix('.').unwrap_or(rest);
-            let end = rest_trim.find(['.', '[']).unwrap_or(rest_trim.len());
-            out.push(&rest_trim[..end]);
-            rest = &rest_trim[end..];
-        }
-    }
-    out
-}
-
-/// The 0-based line within a document where the field at `path` is written: each segment is
-/// searched as a key (`name:`, `"GET /x":`) from the line of the previous one.
-fn locate(text: &str, path: &str) -> usize {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut cursor = 0;
-    for segment in path_segments(path) {
-        let keys = [format!("{segment}:"), format!("\"{segment}\":"), format!("'{segment}':")];
-        let found = (cursor..lines.len()).find(|&i| {
-            let line = lines[i];
-            keys.iter().any(|k| {
-                line.match_indices(k.as_str())
-                    .any(|(at, _)| at == 0 || matches!(line.as_bytes()[at - 1], b' ' | b'{' | b',' | b'\t'))
-            })
-        });
-        match found {
-            Some(i) => cursor = i,
-            None => break,
-        }
-    }
-    cursor
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
@@ -176,6 +133,33 @@ const KINDS: &[&str] = &["Account", "Api", "Stage", "Domain", "UsagePlan", "ApiK
 
 /// Splits multi-document YAML text into `(first line, text)` pairs. A document starts after a
 /// line that begins with `---`.
+/// Most flow collections (`[`, `{`) open at once in a document. The YAML parser's cost grows
+/// with the square of this nesting, so a small file nested deeply could otherwise stall the
+/// control plane for minutes.
+pub const MAX_NESTING: usize = 64;
+
+/// The 0-based line where a document first has more than [`MAX_NESTING`] brackets open. Every
+/// bracket counts, quoted or not: a count that cannot be fooled by quoting, at the price of
+/// refusing a document whose strings alone leave 64 brackets unclosed.
+fn too_deeply_nested(doc: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, line) in doc.lines().enumerate() {
+        for b in line.bytes() {
+            match b {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some(i);
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 fn documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
     let mut current = String::new();
@@ -243,12 +227,24 @@ fn route_path_style(path: &str) -> String {
 pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) -> bool {
     let mut complete = true;
     for (line, doc) in documents(text) {
+        if let Some(at) = too_deeply_nested(&doc) {
+            errors.push(ManifestError {
+                file: file.to_string(),
+                line: Some(line + at),
+                path: String::new(),
+                message: format!(
+                    "more than {MAX_NESTING} `[` and `{{` open at once; no manifest needs to nest this deep"
+                ),
+            });
+            complete = false;
+            continue;
+        }
         if let Some(error) = duplicate_key(file, line, &doc) {
             errors.push(error);
             complete = false;
             continue;
         }
-        let source: Option<std::sync::Arc<str>> = Some(doc.as_str().into());
+        let source = Some(std::sync::Arc::new(Source::new(&doc)));
         let kind = match yaml_serde::from_str::<KindOnly>(&doc) {
             Ok(KindOnly { kind: Some(kind) }) => kind,
             Ok(KindOnly { kind: None }) => {
@@ -370,7 +366,7 @@ fn api_route_by_route(
     file: &str,
     line: usize,
     doc: &str,
-    source: Option<std::sync::Arc<str>>,
+    source: Option<std::sync::Arc<Source>>,
     errors: &mut Vec<ManifestError>,
 ) -> Option<Located<Api>> {
     #[derive(Deserialize)]
