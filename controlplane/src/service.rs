@@ -92,9 +92,21 @@ pub fn normalize_kind(kind: &str) -> Option<&'static str> {
 }
 
 impl ControlService {
-    /// Loads the stored state and compiles it; the first table is published at once.
-    pub fn open(store: Store) -> Result<ControlService, String> {
-        let state = store.load().map_err(|e| format!("loading state: {e}"))?;
+    /// Loads the stored state and compiles it; the first table is published at once. Each
+    /// stage keeps its last `history_limit` deployments: a stored state with more (written
+    /// with a larger limit) is compacted and stored again.
+    pub fn open(store: Store, history_limit: usize) -> Result<ControlService, String> {
+        let mut state = store.load().map_err(|e| format!("loading state: {e}"))?;
+        state.history_limit = history_limit.max(1);
+        let deployments = state.deployments.len();
+        if state.prune() {
+            store.save(&state).map_err(|e| format!("storing the compacted state: {e}"))?;
+            log::info!(
+                "compacted the state to the last {} deployments of each stage ({deployments} -> {} deployments)",
+                state.history_limit,
+                state.deployments.len()
+            );
+        }
         let table = state.compile().map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             format!("the stored state does not compile:\n{}", lines.join("\n"))

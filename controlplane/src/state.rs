@@ -105,8 +105,11 @@ pub struct Deployment {
     pub source: StoredObject,
 }
 
+/// Deployments each stage keeps by default: its current one and the ones it can roll back to.
+pub const DEFAULT_DEPLOYMENT_HISTORY: usize = 10;
+
 /// Everything the control plane stores.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Incremented by every accepted change; the version of the table it compiles to.
     pub version: u64,
@@ -118,6 +121,26 @@ pub struct State {
     /// How many times each `api/stage` cache was flushed; each flush starts it empty.
     #[serde(default)]
     pub cache_flushes: BTreeMap<String, u64>,
+    /// Entries each stage's history keeps (a setting of the control plane, not stored).
+    #[serde(skip, default = "default_history")]
+    pub history_limit: usize,
+}
+
+fn default_history() -> usize {
+    DEFAULT_DEPLOYMENT_HISTORY
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            version: 0,
+            objects: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            stage_history: BTreeMap::new(),
+            cache_flushes: BTreeMap::new(),
+            history_limit: DEFAULT_DEPLOYMENT_HISTORY,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +365,31 @@ impl State {
         Some(id)
     }
 
+    /// Keeps the last `history_limit` entries of each stage's history, and only the deployments
+    /// a history or a canary still names: state stays bounded however often APIs change.
+    /// True when anything was dropped.
+    pub fn prune(&mut self) -> bool {
+        let limit = self.history_limit.max(1);
+        let mut dropped = false;
+        for history in self.stage_history.values_mut() {
+            if history.len() > limit {
+                history.drain(..history.len() - limit);
+                dropped = true;
+            }
+        }
+        let mut named: std::collections::HashSet<&str> =
+            self.stage_history.values().flatten().map(String::as_str).collect();
+        for obj in self.objects.values() {
+            if let Document::Stage(manifest::Stage { canary: Some(canary), .. }) = &obj.doc {
+                named.insert(canary.deployment.as_str());
+            }
+        }
+        let before = self.deployments.len();
+        let keep: std::collections::HashSet<String> = named.into_iter().map(str::to_string).collect();
+        self.deployments.retain(|id, _| keep.contains(id));
+        dropped || self.deployments.len() != before
+    }
+
     fn finish(
         mut self,
         changed: bool,
@@ -350,6 +398,7 @@ impl State {
     ) -> Result<Outcome, Refusal> {
         if changed {
             self.version += 1;
+            self.prune();
         }
         let table = self.compile().map_err(Refusal::Invalid)?;
         Ok(Outcome { state: self, table, changes, generated_keys })
@@ -428,7 +477,8 @@ impl State {
             Some(id) => {
                 if !history.iter().any(|h| h == id) {
                     return Err(Refusal::NotFound(format!(
-                        "deployment '{id}' was never deployed to {stage_key}"
+                        "deployment '{id}' is not in {stage_key}'s history (it keeps its last {} deployments)",
+                        self.history_limit
                     )));
                 }
                 id.to_string()
@@ -488,6 +538,45 @@ mod tests {
             proto::table::Integration::Mock(m) => String::from_utf8(m.body.clone()).unwrap(),
             _ => panic!("not mock"),
         }
+    }
+
+    fn api(version: usize) -> String {
+        API_V1.replace("v1", &format!("v{version}"))
+    }
+
+    #[test]
+    fn history_and_deployments_stay_bounded_however_often_an_api_changes() {
+        let mut state = State { history_limit: 3, ..State::default() };
+        state = state
+            .apply(&manifest(&format!("{}---\nkind: Stage\napi: a\nname: s\n", api(0))), 0)
+            .unwrap()
+            .state;
+        let first = state.stage_history["a/s"][0].clone();
+        let mut sizes = Vec::new();
+        for v in 1..=30 {
+            state = state.apply(&manifest(&api(v)), v as u64).unwrap().state;
+            sizes.push(serde_json::to_vec(&state).unwrap().len());
+        }
+        assert_eq!(state.stage_history["a/s"].len(), 3);
+        assert_eq!(state.deployments.len(), 3, "deployments no history names are dropped");
+        assert_eq!(body_served(&state, "s"), "v30");
+        assert!(sizes[29] < sizes[5] + 64, "the stored state stops growing: {sizes:?}");
+        let refused = state.rollback("a", "s", Some(&first));
+        assert!(
+            matches!(&refused, Err(Refusal::NotFound(m)) if m.contains("keeps its last 3 deployments")),
+            "{:?}",
+            refused.err()
+        );
+        // A canary keeps the deployment it names, even once out of the history.
+        let canary_id = state.stage_history["a/s"][0].clone();
+        let canary =
+            format!("kind: Stage\napi: a\nname: s\ncanary: {{ deployment: {canary_id}, percent: 10 }}\n");
+        state = state.apply(&manifest(&canary), 40).unwrap().state;
+        for v in 41..=45 {
+            state = state.apply(&manifest(&api(v)), v as u64).unwrap().state;
+        }
+        assert!(state.deployments.contains_key(&canary_id));
+        assert_eq!(state.deployments.len(), 4);
     }
 
     #[test]

@@ -149,9 +149,15 @@ impl ControlPlane {
 
     /// On a given address: a restart where the data planes expect it.
     pub fn start_at(data_dir: &Path, listen: &str) -> ControlPlane {
+        ControlPlane::start_with(data_dir, listen, &[])
+    }
+
+    /// With more command-line flags.
+    pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ControlPlane {
         let mut child = Command::new(bin("controlplane"))
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -25,6 +25,11 @@ struct Cli {
     /// Where the embedded store keeps its state.
     #[arg(long, default_value = "controlplane-data")]
     data_dir: PathBuf,
+    /// Deployments each stage keeps: its current one and those it can roll back to. Older
+    /// ones are dropped, and so is every deployment no stage or canary names any more.
+    #[arg(long, default_value_t = controlplane::state::DEFAULT_DEPLOYMENT_HISTORY as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    deployment_history: u64,
     /// Least severe log lines written to stderr.
     #[arg(long, value_enum, default_value_t = logging::Level::Info)]
     log_level: logging::Level,
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let store =
         Store::open(&cli.data_dir).map_err(|e| format!("data dir {}: {e}", cli.data_dir.display()))?;
-    let service = ControlService::open(store)?;
+    let service = ControlService::open(store, cli.deployment_history as usize)?;
     log::info!("state version {} from {}", service.version(), cli.data_dir.display());
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await

@@ -572,3 +572,32 @@ fn the_control_plane_logs_applies_and_data_planes_with_levels() {
     let applied = lines.iter().filter(|l| l.contains("applied version")).count();
     assert_eq!(applied, 1, "the unchanged second apply is not logged: {lines:?}");
 }
+
+#[test]
+fn deployment_history_is_bounded_and_an_old_state_is_compacted_on_start() {
+    let data = TempDir::new("cp-history");
+    let origin = Origin::start();
+    let mut cp = ControlPlane::start(&data.0);
+    for v in 1..=6 {
+        cp.apply(&data.0, &versioned(v, origin.addr));
+    }
+    let count = |cp: &ControlPlane| {
+        let (code, out, err) = cp.ctl(&["deployments", "shop", "--stage", "prod", "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count(&cp), 6, "below the default of 10, every deployment is kept");
+    let state_file = data.0.join("state.json");
+    let before = std::fs::metadata(&state_file).unwrap().len();
+    let addr = cp.addr.to_string();
+    cp.kill9();
+    let cp = ControlPlane::start_with(&data.0, &addr, &["--deployment-history", "2"]);
+    assert_eq!(count(&cp), 2);
+    let after = std::fs::metadata(&state_file).unwrap().len();
+    assert!(after < before, "state.json is {after} bytes, {before} before compaction");
+    let lines: Vec<String> = cp.stderr.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("compacted the state")), "{lines:?}");
+    // What was served survives, and new deployments stay within the bound.
+    cp.apply(&data.0, &versioned(7, origin.addr));
+    assert_eq!(count(&cp), 2);
+}
