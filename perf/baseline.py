@@ -122,6 +122,28 @@ def max_rounds(configs, paths, rounds, duration, work):
     return runs
 
 
+def paired_table(runs, before_name):
+    """Medians of `max_rounds` results, each run's rate and CPU paired with `before_name`'s run
+    of the same round: `(summary, markdown table lines)`."""
+    med = statistics.median
+
+    def paired(name, kind, metric):
+        return med(x[metric] / b[metric] for x, b in zip(runs[(name, kind)], runs[(before_name, kind)]))
+
+    summary = {f"{name} / {kind}": {
+        "rps": med(x["achieved_rate"] for x in v), "cpu_us_per_req": med(x["cpu_us_per_req"] for x in v),
+        "rps_vs_before": paired(name, kind, "achieved_rate"), "cpu_vs_before": paired(name, kind, "cpu_us_per_req"),
+        "cpu_rounds": [round(x["cpu_us_per_req"], 2) for x in v]} for (name, kind), v in runs.items()}
+    lines = ["| server | route | req/s | req/s vs before | CPU us/req | CPU vs before | CPU us/req by round |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, kind) in runs:
+        v = summary[f"{name} / {kind}"]
+        lines.append(f"| {name} | {kind} | {v['rps']:.0f} | {v['rps_vs_before'] - 1:+.1%} | "
+                     f"{v['cpu_us_per_req']:.2f} | {v['cpu_vs_before'] - 1:+.1%} | "
+                     f"{', '.join(map(str, v['cpu_rounds']))} |")
+    return summary, lines
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

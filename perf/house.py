@@ -18,11 +18,10 @@ Writes perf/results/<date>-<commit>-house.{md,json}.
 import argparse
 import os
 import shutil
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline import BIN, max_rounds  # noqa: E402
+from baseline import BIN, max_rounds, paired_table  # noqa: E402
 from harness import (Server, build_release, compile_table, ensure_tools, free_port, nginx_server,  # noqa: E402
                      run_id, write_results)
 from observability import MANIFEST, NGINX, build_baseline, work_and_origin  # noqa: E402
@@ -68,15 +67,7 @@ def main():
         origin.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    med = statistics.median
-
-    def paired(name, kind, metric):
-        return med(x[metric] / b[metric] for x, b in zip(runs[(name, kind)], runs[(before_name, kind)]))
-
-    summary = {f"{name} / {kind}": {
-        "rps": med(x["achieved_rate"] for x in v), "cpu_us_per_req": med(x["cpu_us_per_req"] for x in v),
-        "rps_vs_before": paired(name, kind, "achieved_rate"), "cpu_vs_before": paired(name, kind, "cpu_us_per_req"),
-        "cpu_rounds": [round(x["cpu_us_per_req"], 2) for x in v]} for (name, kind), v in runs.items()}
+    summary, table = paired_table(runs, before_name)
     date, commit = run_id()
     lines = [f"# The move into layers: cost, {date}, commit {commit}", "",
              f"Server on cpu 0 (1 shard / 1 worker), `bench max` with 64 connections on cpu 1, {args.duration} s x "
@@ -84,14 +75,7 @@ def main():
              f"same round (above 0% costs more). {args.fixes} adds the issue-18 fixes (a MSG_PEEK per reused "
              f"upstream connection, dot-segment checks) to {args.before}; this commit adds the move into layers, "
              f"the one response writer and the phase modules. Command: "
-             f"`perf/house.py --rounds {args.rounds} --duration {args.duration}`.", "",
-             "| server | route | req/s | req/s vs before | CPU us/req | CPU vs before | CPU us/req by round |",
-             "|---|---|---|---|---|---|---|"]
-    for (name, kind) in runs:
-        v = summary[f"{name} / {kind}"]
-        lines.append(f"| {name} | {kind} | {v['rps']:.0f} | {v['rps_vs_before'] - 1:+.1%} | "
-                     f"{v['cpu_us_per_req']:.2f} | {v['cpu_vs_before'] - 1:+.1%} | "
-                     f"{', '.join(map(str, v['cpu_rounds']))} |")
+             f"`perf/house.py --rounds {args.rounds} --duration {args.duration}`.", ""] + table
     write_results("house", date, commit, lines + [""], summary)
 
 
