@@ -90,11 +90,9 @@ fn corrupt_table_files_are_refused_with_a_clear_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("corrupt routing table"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corrupt routing table"), "{stderr}");
+    assert!(stderr.contains(&table.display().to_string()), "the file is named: {stderr}");
 }
 
 #[test]
@@ -111,4 +109,49 @@ fn controlctl_compile_reports_errors_and_exits_1() {
         format!("error: {}:5: routes[\"GET /x\"].integration.uri: required for HTTP integrations\n1 error(s); nothing written\n", yaml.display())
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn corrupt_stored_state_is_reported_with_its_path_and_left_in_place() {
+    let cases = [
+        ("state.json", &b"{\"version\": 3, \"objects\": {"[..]),
+        ("state.json", b"\x00\x01garbage"),
+        ("usage.json", b"[1, 2"),
+    ];
+    for (file, content) in cases {
+        let dir = TempDir::new("cp-corrupt");
+        let path = dir.0.join(file);
+        std::fs::write(&path, content).unwrap();
+        let out = std::process::Command::new(gateway_tests::process::bin("controlplane"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir.0)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(&path.display().to_string()), "{file}: {stderr}");
+        assert_eq!(std::fs::read(&path).unwrap(), content, "{file} was replaced");
+    }
+    // A data plane's persisted table: reported with its path and not served; the data plane
+    // waits for its control plane instead.
+    let state = TempDir::new("dp-corrupt");
+    let table = state.0.join("table.bin");
+    std::fs::write(&table, b"GWTABLE2 but not really").unwrap();
+    let unreachable = format!("http://127.0.0.1:{}", crate::dead_port());
+    let dp = Dataplane::start_with(
+        "",
+        DataplaneOptions {
+            control_plane: Some((unreachable, state.0.clone())),
+            ..DataplaneOptions::default()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = dp.stderr_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ignoring persisted table") && l.contains(&table.display().to_string())),
+        "{lines:?}"
+    );
+    assert_eq!(dp.admin_get("/readyz").0, 503);
 }
