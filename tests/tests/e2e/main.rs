@@ -3,6 +3,7 @@
 //! real origin. Run the suite under each io driver with `GATEWAY_IO_DRIVER=uring|epoll`.
 
 mod access_log;
+mod backends;
 mod cache;
 mod control;
 mod hostile;
