@@ -388,6 +388,15 @@ mod tests {
     }
 
     #[test]
+    fn literal_children_need_an_edge_table() {
+        // Found by the `table` fuzz target: a node that claims literal children in a route set
+        // without edges sent the lookup probing an empty table.
+        let mut t = Table { version: 3, stages: vec![stage(&["GET /a/b"])], ..Table::default() };
+        t.stages[0].routes.edges.clear();
+        assert!(matches!(decode(&encode(&t)), Err(DecodeError::Corrupt(m)) if m.contains("without an edge table")));
+    }
+
+    #[test]
     fn corrupt_bytes_are_an_error_not_a_crash() {
         let t = Table { version: 3, stages: vec![stage(&["GET /a/{b}"])], ..Table::default() };
         let bytes = encode(&t);

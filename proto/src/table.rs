@@ -671,6 +671,10 @@ fn check_route_set(set: &ArchivedRouteSet, upstreams: usize, limits: usize) -> R
     if edges != 0 && (!edges.is_power_of_two() || free == 0) {
         return Err("a malformed edge table".into());
     }
+    // The lookup probes the edge table of a node with literal children: it must exist.
+    if edges == 0 && set.nodes.iter().any(|n| n.has_literals) {
+        return Err("literal children without an edge table".into());
+    }
     let edges_ok = set.edges.iter().all(|e| {
         e.parent.to_native() == EMPTY_EDGE
             || ((e.parent.to_native() as usize) < nodes && (e.node.to_native() as usize) < nodes)
