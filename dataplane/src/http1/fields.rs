@@ -109,6 +109,9 @@ pub const METHODS: [&str; 37] = [
     "VERSION-CONTROL",
 ];
 
+/// Bytes of the longest method in [`METHODS`] (`UPDATEREDIRECTREF`).
+pub const LONGEST_METHOD: usize = 17;
+
 /// True for a method in [`METHODS`] (methods are case-sensitive).
 pub fn is_accepted_method(method: &str) -> bool {
     matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH")

@@ -323,6 +323,26 @@ impl Progress {
     /// `Content-Length` that agrees with any earlier one, never beside `Transfer-Encoding`).
     /// httparse has already refused what is malformed in the bytes so far.
     pub fn check(&mut self, head: &[u8]) -> Result<(), HeadError> {
+        let result = self.check_lines(head);
+        // A method is known to be wrong as soon as the space after it arrives, or as soon as
+        // it is longer than the longest registered one (a look at a few bytes, never a rescan).
+        if result.is_ok() && !self.seen_request_line {
+            let rest = &head[self.checked..];
+            let line = rest.strip_prefix(b"\r\n").unwrap_or(rest);
+            let window = &line[..line.len().min(fields::LONGEST_METHOD + 1)];
+            let method = match window.iter().position(|&b| b == b' ') {
+                Some(space) => Some(&window[..space]),
+                None if window.len() > fields::LONGEST_METHOD => Some(window),
+                None => None,
+            };
+            if method.is_some_and(|m| !std::str::from_utf8(m).is_ok_and(fields::is_accepted_method)) {
+                return Err(HeadError::BadRequest("a method outside the HTTP method registry"));
+            }
+        }
+        result
+    }
+
+    fn check_lines(&mut self, head: &[u8]) -> Result<(), HeadError> {
         while let Some(i) = head[self.checked..].iter().position(|&b| b == b'\n') {
             let line = &head[self.checked..self.checked + i];
             self.checked += i + 1;
@@ -487,6 +507,8 @@ mod tests {
         for method in super::fields::METHODS {
             let raw = format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n");
             assert!(target(&raw).is_ok(), "{method}");
+            assert_eq!(refused_at(&raw), None, "{method} arriving byte by byte");
+            assert!(method.len() <= super::fields::LONGEST_METHOD);
         }
     }
 
@@ -516,7 +538,9 @@ mod tests {
                 "chunked\r\n",
             ),
             ("GET / HTTP/1.1\r\nHost: a\nX: y", "a\n"),
-            ("MKCOLA / HTTP/1.1\r\nHost: a", "1.1\r\n"),
+            ("MKCOLA / HTTP/1.1\r\nHost: a", "MKCOLA "),
+            ("\r\nANNOUNCE / HTTP/1.1\r\n", "ANNOUNCE "),
+            ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n", "AAAAAAAAAAAAAAAAAA"),
         ] {
             let at = refused_at(raw).unwrap_or_else(|| panic!("never refused: {raw:?}"));
             assert!(at <= line_ends(raw, bad_line).unwrap(), "{raw:?} refused only at byte {at}");
