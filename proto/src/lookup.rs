@@ -393,7 +393,9 @@ mod tests {
         // without edges sent the lookup probing an empty table.
         let mut t = Table { version: 3, stages: vec![stage(&["GET /a/b"])], ..Table::default() };
         t.stages[0].routes.edges.clear();
-        assert!(matches!(decode(&encode(&t)), Err(DecodeError::Corrupt(m)) if m.contains("without an edge table")));
+        assert!(
+            matches!(decode(&encode(&t)), Err(DecodeError::Corrupt(m)) if m.contains("without an edge table"))
+        );
     }
 
     #[test]

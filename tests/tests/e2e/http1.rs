@@ -260,7 +260,9 @@ fn many_slow_loris_connections_do_not_starve_others() {
         std::fs::read_to_string(format!("/proc/{}/status", dp.child.id()))
             .unwrap()
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap()))
+            .find_map(|l| {
+                l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+            })
             .unwrap()
     };
     assert_eq!(dp.client().get("localhost", "/one").text(), "one");
