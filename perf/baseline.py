@@ -122,6 +122,17 @@ def max_rounds(configs, paths, rounds, duration, work):
     return runs
 
 
+def gateway_rounds(configs, rounds, duration, work, origin):
+    """`max_rounds` over the MOCK and proxy routes of the perf manifest, then the origin stopped
+    and the work directory removed."""
+    try:
+        return max_rounds(configs, {"MOCK": "/health", "proxy": "/pets/1"}, rounds, duration, work)
+    finally:
+        origin.terminate()
+        origin.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def paired_table(runs, before_name):
     """Medians of `max_rounds` results, each run's rate and CPU paired with `before_name`'s run
     of the same round: `(summary, markdown table lines)`."""

@@ -15,11 +15,10 @@ Writes perf/results/<date>-<commit>-hot-path.{md,json}.
 
 import argparse
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline import BIN, max_rounds, paired_table  # noqa: E402
+from baseline import BIN, gateway_rounds, paired_table  # noqa: E402
 from harness import build_release, ensure_tools, nginx_server, run_id, write_results  # noqa: E402
 from house import gateway  # noqa: E402
 from observability import NGINX, build_baseline, work_and_origin  # noqa: E402
@@ -44,13 +43,7 @@ def main():
         "gateway (this commit)": lambda: gateway(*current, work, "current", origin_port),
         "nginx": lambda: nginx_server(work, "nginx", NGINX, origin=origin_port, log="access_log off;"),
     }
-    paths = {"MOCK": "/health", "proxy": "/pets/1"}
-    try:
-        runs = max_rounds(configs, paths, args.rounds, args.duration, work)
-    finally:
-        origin.terminate()
-        origin.wait()
-        shutil.rmtree(work, ignore_errors=True)
+    runs = gateway_rounds(configs, args.rounds, args.duration, work, origin)
     summary, table = paired_table(runs, before_name)
     date, commit = run_id()
     lines = [f"# The hardened request path: cost, {date}, commit {commit}", "",

@@ -17,11 +17,10 @@ Writes perf/results/<date>-<commit>-house.{md,json}.
 
 import argparse
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from baseline import BIN, max_rounds, paired_table  # noqa: E402
+from baseline import BIN, gateway_rounds, paired_table  # noqa: E402
 from harness import (Server, build_release, compile_table, ensure_tools, free_port, nginx_server,  # noqa: E402
                      run_id, write_results)
 from observability import MANIFEST, NGINX, build_baseline, work_and_origin  # noqa: E402
@@ -59,13 +58,7 @@ def main():
         "gateway, layered (this commit)": lambda: gateway(*current, work, "layered", origin_port),
         "nginx": lambda: nginx_server(work, "nginx", NGINX, origin=origin_port, log="access_log off;"),
     }
-    paths = {"MOCK": "/health", "proxy": "/pets/1"}
-    try:
-        runs = max_rounds(configs, paths, args.rounds, args.duration, work)
-    finally:
-        origin.terminate()
-        origin.wait()
-        shutil.rmtree(work, ignore_errors=True)
+    runs = gateway_rounds(configs, args.rounds, args.duration, work, origin)
 
     summary, table = paired_table(runs, before_name)
     date, commit = run_id()

@@ -12,6 +12,21 @@
 //! - `/bytes/{n}`: a body of `n` bytes.
 
 use std::io::{Read, Write};
+
+/// For the tests' own misbehaving backends: reads from `stream` into `buf` until it holds a
+/// whole request head, and returns where the head ends; `None` once the stream ends first.
+pub fn read_request_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;

@@ -273,6 +273,17 @@ mod tests {
         assert_eq!(out, b"hello world");
     }
 
+    fn assert_all_malformed(inputs: &[&[u8]]) {
+        for input in inputs {
+            let mut d = ChunkedDecoder::new(1 << 20);
+            assert!(
+                matches!(d.decode(input, &mut Vec::new()), Err(ChunkError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
     #[test]
     fn chunk_extensions_follow_the_grammar() {
         let good: &[&[u8]] = &[
@@ -300,14 +311,7 @@ mod tests {
             b"1;a\x01\r\na\r\n0\r\n\r\n",
             b"1;a\n\r\na\r\n0\r\n\r\n",
         ];
-        for input in bad {
-            let mut d = ChunkedDecoder::new(1 << 20);
-            assert!(
-                matches!(d.decode(input, &mut Vec::new()), Err(ChunkError::Malformed(_))),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        assert_all_malformed(bad);
     }
 
     #[test]
@@ -324,14 +328,7 @@ mod tests {
             b"0\r\n\n",
             b"0\r\nX: a\nb\r\n\r\n",
         ];
-        for input in bad {
-            let mut d = ChunkedDecoder::new(1 << 20);
-            assert!(
-                matches!(d.decode(input, &mut Vec::new()), Err(ChunkError::Malformed(_))),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        assert_all_malformed(bad);
     }
 
     #[test]

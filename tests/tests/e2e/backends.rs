@@ -4,7 +4,7 @@
 
 use crate::read_metric;
 use gateway_tests::{Dataplane, DataplaneOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,8 @@ fn hostile_backend() -> SocketAddr {
 
 fn misbehave(mut s: TcpStream) {
     let mut buf = Vec::new();
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut chunk = [0u8; 4096];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    if gateway_tests::origin::read_request_head(&mut s, &mut buf).is_none() {
+        return;
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
     let path = head.split(' ').nth(1).unwrap_or("").to_string();

@@ -36,16 +36,7 @@ fn ok(body: &str) -> String {
 fn serve_hostile(mut s: TcpStream, count: &AtomicUsize) {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
+        let Some(head_end) = gateway_tests::origin::read_request_head(&mut s, &mut buf) else { return };
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         buf.drain(..head_end);
         count.fetch_add(1, SeqCst);

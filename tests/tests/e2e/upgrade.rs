@@ -23,15 +23,8 @@ fn ws_backend() -> (SocketAddr, mpsc::Receiver<String>) {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    let mut chunk = [0u8; 4096];
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some(head_end) = gateway_tests::origin::read_request_head(&mut s, &mut buf) else {
+                    return;
                 };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
                 let _ = tx.send(head.clone());
