@@ -377,16 +377,14 @@ impl State {
                 dropped = true;
             }
         }
-        let mut named: std::collections::HashSet<&str> =
-            self.stage_history.values().flatten().map(String::as_str).collect();
-        for obj in self.objects.values() {
-            if let Document::Stage(manifest::Stage { canary: Some(canary), .. }) = &obj.doc {
-                named.insert(canary.deployment.as_str());
-            }
-        }
+        let canaries = self.objects.values().filter_map(|obj| match &obj.doc {
+            Document::Stage(manifest::Stage { canary: Some(canary), .. }) => Some(&canary.deployment),
+            _ => None,
+        });
+        let named: std::collections::HashSet<String> =
+            self.stage_history.values().flatten().chain(canaries).cloned().collect();
         let before = self.deployments.len();
-        let keep: std::collections::HashSet<String> = named.into_iter().map(str::to_string).collect();
-        self.deployments.retain(|id, _| keep.contains(id));
+        self.deployments.retain(|id, _| named.contains(id));
         dropped || self.deployments.len() != before
     }
 

@@ -152,14 +152,22 @@ pub async fn refuse<S: Stream>(mut stream: S, shard: Rc<Shard>) {
     let mut out = Vec::new();
     gateway::refuse(&shard, Kind::Overloaded, &mut out);
     let (written, _) = stream.write_all(out).await;
-    if written.is_err() || stream.shutdown().await.is_err() {
-        return;
+    if written.is_ok() && stream.shutdown().await.is_ok() {
+        discard_input(&mut stream, Duration::from_millis(100), shard.settings.read_buffer).await;
     }
-    let mut scratch = Vec::with_capacity(4096);
-    let deadline = Instant::now() + Duration::from_millis(100);
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+}
+
+/// Reads and drops what the client still sends, for at most `time` and 1 MiB, so that after
+/// a final response it reads that response rather than a reset caused by its unread bytes.
+async fn discard_input<S: Stream>(stream: &mut S, time: Duration, buffer: usize) {
+    let deadline = Instant::now() + time;
+    let mut scratch = Vec::with_capacity(buffer);
+    let mut discarded = 0usize;
+    while discarded < 1 << 20 {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };
         match monoio::time::timeout(left, stream.read(scratch)).await {
             Ok((Ok(n), buf)) if n > 0 => {
+                discarded += n;
                 scratch = buf;
                 scratch.clear();
             }
@@ -239,6 +247,9 @@ impl<S: Stream> Conn<S> {
                 Next::Read => {}
             }
             self.compact();
+            // What the flush and the compaction gave back is released before the connection
+            // waits, so an idle connection is charged for its small buffers only.
+            self.settle();
             let waiting_for_new_request = self.start == self.buf.len() && self.pending.is_none();
             if waiting_for_new_request && self.shard.draining.get() {
                 return;
@@ -278,7 +289,8 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// Writes the responses waiting in `out`; false when the connection failed.
+    /// Writes the responses waiting in `out`; false when the connection failed. (Their memory
+    /// is settled by the caller once the buffers are compacted.)
     async fn flush(&mut self) -> bool {
         if !self.out.is_empty() {
             // A client that stops reading cannot hold the connection forever.
@@ -296,7 +308,6 @@ impl<S: Stream> Conn<S> {
             }
             self.out = out;
         }
-        self.settle();
         true
     }
 
@@ -501,20 +512,7 @@ impl<S: Stream> Conn<S> {
     /// response rather than a connection reset caused by its unread bytes.
     async fn linger(&mut self) {
         let _ = self.stream.shutdown().await;
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut scratch = Vec::with_capacity(self.shard.settings.read_buffer);
-        let mut discarded = 0usize;
-        while discarded < 1 << 20 {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };
-            match monoio::time::timeout(left, self.stream.read(scratch)).await {
-                Ok((Ok(n), buf)) if n > 0 => {
-                    discarded += n;
-                    scratch = buf;
-                    scratch.clear();
-                }
-                _ => return,
-            }
-        }
+        discard_input(&mut self.stream, Duration::from_millis(500), self.shard.settings.read_buffer).await;
     }
 }
 
