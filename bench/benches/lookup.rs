@@ -49,6 +49,7 @@ fn table(n: usize) -> TableBytes {
         version: 1,
         domains: vec![Domain {
             host: "api.example.com".into(),
+            tls: None,
             mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
         }],
         stage_names: vec![],
@@ -58,6 +59,8 @@ fn table(n: usize) -> TableBytes {
         account_limit: None,
         plans: vec![],
         api_keys: vec![],
+        certificates: vec![],
+        default_certificate: None,
     };
     decode(&encode(&t)).unwrap()
 }

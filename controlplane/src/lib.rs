@@ -64,6 +64,10 @@ pub fn load_manifests(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
             }
         }
     }
+    match manifest::files::read_referenced(&manifest) {
+        Ok(attachments) => manifest::files::inline(&mut manifest, &attachments, &mut errors),
+        Err(more) => errors.extend(more),
+    }
     if errors.is_empty() {
         Ok(manifest)
     } else {

@@ -81,7 +81,7 @@ fn refusal_status(r: Refusal) -> Status {
     }
 }
 
-const KINDS: [&str; 6] = ["Account", "Api", "Stage", "Domain", "UsagePlan", "ApiKey"];
+const KINDS: [&str; 7] = ["Account", "Api", "Stage", "Domain", "Certificate", "UsagePlan", "ApiKey"];
 
 /// Accepts `api`, `Api`, `apis`: kubectl-style kind names.
 pub fn normalize_kind(kind: &str) -> Option<&'static str> {
@@ -228,6 +228,8 @@ impl Control for ControlService {
             for file in &req.files {
                 complete &= manifest::parse_into(&file.name, &file.content, &mut parsed, &mut errors);
             }
+            let attachments = req.attachments.iter().map(|f| (f.name.clone(), f.content.clone())).collect();
+            manifest::files::inline(&mut parsed, &attachments, &mut errors);
             match errors.is_empty() {
                 true => Ok(parsed),
                 false => Err(crate::with_compile_errors(&parsed, errors, complete)),
@@ -616,6 +618,8 @@ fn doc_json(doc: &crate::state::Document) -> String {
         Document::Api(a) => serde_json::to_value(a),
         Document::Stage(s) => serde_json::to_value(s),
         Document::Domain(d) => serde_json::to_value(d),
+        // The private key goes to data planes only, never to a reader.
+        Document::Certificate(c) => serde_json::to_value(c.redacted()),
         Document::UsagePlan(p) => serde_json::to_value(p),
         Document::ApiKey(k) => serde_json::to_value(k),
     };

@@ -22,6 +22,7 @@ pub enum Document {
     Api(manifest::Api),
     Stage(manifest::Stage),
     Domain(manifest::Domain),
+    Certificate(manifest::Certificate),
     UsagePlan(manifest::UsagePlan),
     ApiKey(manifest::ApiKey),
 }
@@ -33,6 +34,7 @@ impl Document {
             Document::Api(_) => "Api",
             Document::Stage(_) => "Stage",
             Document::Domain(_) => "Domain",
+            Document::Certificate(_) => "Certificate",
             Document::UsagePlan(_) => "UsagePlan",
             Document::ApiKey(_) => "ApiKey",
         }
@@ -45,6 +47,7 @@ impl Document {
             Document::Api(a) => a.name.clone(),
             Document::Stage(s) => format!("{}/{}", s.api, s.name),
             Document::Domain(d) => d.name.clone(),
+            Document::Certificate(c) => c.name.clone(),
             Document::UsagePlan(p) => p.name.clone(),
             Document::ApiKey(k) => k.name.clone(),
         }
@@ -71,6 +74,7 @@ impl Document {
                     .collect();
                 maps.join(", ")
             }
+            Document::Certificate(c) => c.summary(),
             Document::UsagePlan(p) => format!("stages={}", p.stages.join(",")),
             Document::ApiKey(k) => {
                 format!("plan={} enabled={}", k.plan.as_deref().unwrap_or("-"), k.enabled)
@@ -196,6 +200,7 @@ impl State {
                 Document::Api(a) => m.apis.push(located(obj, a.clone())),
                 Document::Stage(s) => m.stages.push(located(obj, s.clone())),
                 Document::Domain(d) => m.domains.push(located(obj, d.clone())),
+                Document::Certificate(c) => m.certificates.push(located(obj, c.clone())),
                 Document::UsagePlan(p) => m.usage_plans.push(located(obj, p.clone())),
                 Document::ApiKey(k) => m.api_keys.push(located(obj, k.clone())),
             }
@@ -259,6 +264,9 @@ impl State {
         }
         for d in &manifest.domains {
             incoming.push(stored(d, Document::Domain(d.value.clone())));
+        }
+        for c in &manifest.certificates {
+            incoming.push(stored(c, Document::Certificate(c.value.clone())));
         }
         for p in &manifest.usage_plans {
             incoming.push(stored(p, Document::UsagePlan(p.value.clone())));

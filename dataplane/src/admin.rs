@@ -85,6 +85,22 @@ fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     }
 }
 
+/// Seconds until each certificate of the current table expires (negative once expired).
+fn certificate_expiry(state: &AdminState, out: &mut String) {
+    let table = state.table.lock().ok().and_then(|t| t.clone());
+    let Some(table) = table else { return };
+    if table.get().certificates.is_empty() {
+        return;
+    }
+    let now = crate::limits::quota::unix_now_s();
+    let _ = writeln!(out, "# HELP gateway_certificate_expiry_seconds Seconds until the certificate expires.");
+    let _ = writeln!(out, "# TYPE gateway_certificate_expiry_seconds gauge");
+    for c in table.get().certificates.iter() {
+        let left = c.not_after.to_native() - now;
+        let _ = writeln!(out, "gateway_certificate_expiry_seconds{{certificate=\"{}\"}} {left}", c.name);
+    }
+}
+
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
     let reason = crate::http1::response::reason(status);
     let head = format!(
@@ -102,7 +118,7 @@ fn metrics(state: &AdminState) -> String {
     let _ = writeln!(out, "# TYPE gateway_table_version gauge");
     let _ = writeln!(out, "gateway_table_version {}", state.table_version.load(Relaxed));
     type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> u64);
-    let series: [Series; 16] = [
+    let series: [Series; 18] = [
         ("gateway_requests_total", "counter", "Requests answered.", |s| s.requests.load(Relaxed)),
         ("gateway_throttled_total", "counter", "Requests refused by a throttle.", |s| {
             s.throttled.load(Relaxed)
@@ -130,6 +146,15 @@ fn metrics(state: &AdminState) -> String {
             "counter",
             "New client connections answered 503: at the cap with none idle, or out of descriptors.",
             |s| s.refused_connections.load(Relaxed),
+        ),
+        ("gateway_tls_handshakes_total", "counter", "HTTPS handshakes completed.", |s| {
+            s.tls_handshakes.load(Relaxed)
+        }),
+        (
+            "gateway_tls_handshake_failures_total",
+            "counter",
+            "HTTPS handshakes refused or abandoned (unknown name, policy, client certificate).",
+            |s| s.tls_handshake_failures.load(Relaxed),
         ),
         (
             "gateway_tunnels_open",
@@ -187,6 +212,7 @@ fn metrics(state: &AdminState) -> String {
         let ns = shard.table_swap_max_ns.load(Relaxed);
         let _ = writeln!(out, "gateway_table_swap_max_seconds{{shard=\"{i}\"}} {:.9}", ns as f64 / 1e9);
     }
+    certificate_expiry(state, &mut out);
     let (reused, opened) = state
         .shards
         .iter()

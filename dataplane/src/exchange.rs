@@ -12,19 +12,34 @@ use proto::table::{ArchivedRoute, ArchivedStage};
 use std::cell::OnceCell;
 use std::net::SocketAddr;
 
+/// Who is at the other end of the connection.
+pub struct Client {
+    pub peer: SocketAddr,
+    /// What the TLS handshake settled, on an HTTPS connection.
+    pub tls: Option<crate::tls::Session>,
+}
+
 /// The request as received, borrowed from the connection.
 pub struct Request<'r, 'b, 'h> {
     pub head: &'r Head<'b, 'h>,
     pub body: &'r [u8],
     pub peer: SocketAddr,
+    pub tls: Option<&'r crate::tls::Session>,
     pub request_id: &'r [u8; 36],
     /// The tracing headers, made when first needed (forwarding, logging).
     trace: OnceCell<TraceContext>,
 }
 
 impl<'r, 'b, 'h> Request<'r, 'b, 'h> {
-    pub fn new(head: &'r Head<'b, 'h>, body: &'r [u8], peer: SocketAddr, request_id: &'r [u8; 36]) -> Self {
-        Request { head, body, peer, request_id, trace: OnceCell::new() }
+    pub fn new(head: &'r Head<'b, 'h>, body: &'r [u8], client: &'r Client, request_id: &'r [u8; 36]) -> Self {
+        Request {
+            head,
+            body,
+            peer: client.peer,
+            tls: client.tls.as_ref(),
+            request_id,
+            trace: OnceCell::new(),
+        }
     }
 
     pub fn trace(&self, shard: &Shard) -> &TraceContext {

@@ -4,6 +4,7 @@
 //! `tests/layering.rs`, checks it):
 //!
 //! 1. [`runtime`], [`config`]: sys calls, counters, clocks, ids, the io driver; settings
+//!    and [`tls`]: HTTPS termination with rustls (sites, handshake, stream)
 //! 2. [`http1`]: the pure HTTP/1.1 codec, both sides
 //! 3. [`gateway_error`]: what a gateway error is and how AWS shows it
 //! 4. [`observe`]: trail, metrics, access log, trace context
@@ -36,4 +37,5 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod table;
+pub mod tls;
 pub mod upstream;

@@ -27,6 +27,10 @@ struct Cli {
     /// Address the API traffic is served on.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Also serve HTTPS on this address (certificates come with the table: `kind:
+    /// Certificate` and each Domain's `certificate`).
+    #[arg(long)]
+    listen_tls: Option<SocketAddr>,
     /// Address of the admin endpoints (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -223,6 +227,11 @@ fn run(cli: Cli) -> Result<(), String> {
 
     let listeners = bind_listeners(cli.listen, shard_count)?;
     let listen_addr = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let tls_listeners: Vec<Option<std::net::TcpListener>> = match cli.listen_tls {
+        Some(addr) => bind_listeners(addr, shard_count)?.into_iter().map(Some).collect(),
+        None => (0..shard_count).map(|_| None).collect(),
+    };
+    let tls_addr = tls_listeners.first().and_then(|l| l.as_ref()?.local_addr().ok());
     let admin_listener =
         std::net::TcpListener::bind(cli.admin).map_err(|e| format!("admin address {}: {e}", cli.admin))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
@@ -255,15 +264,17 @@ fn run(cli: Cli) -> Result<(), String> {
     let (update_senders, update_receivers): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| crossbeam_channel::unbounded()).unzip();
     let mut update_receivers = update_receivers.into_iter();
-    let listener_fds: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let listener_fds: Vec<i32> =
+        listeners.iter().chain(tls_listeners.iter().flatten()).map(|l| l.as_raw_fd()).collect();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
         let spec = ShardSpec {
             index,
             cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             driver: cli.io_driver,
             listener,
+            tls_listener,
             settings: settings.clone(),
             table: table.clone(),
             stats: stats[index].clone(),
@@ -303,6 +314,9 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     println!("admin on {admin_addr}");
     println!("listening on {listen_addr}");
+    if let Some(addr) = tls_addr {
+        println!("listening (https) on {addr}");
+    }
 
     let id = cli.id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), listen_addr.port()));
     let started_ms =

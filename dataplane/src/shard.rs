@@ -45,6 +45,8 @@ pub struct Shard {
     request_time: Cell<(i64, [u8; 26])>,
     /// Lines saying why an integration failed (502, 504): at most one a second.
     pub integration_errors: RateLimited,
+    /// Failed TLS handshakes, logged at most so often.
+    pub tls_errors: RateLimited,
 }
 
 /// What a shard's state is made from.
@@ -88,6 +90,7 @@ impl Shard {
             access_log: RefCell::new(parts.access_log),
             request_time: Cell::new((i64::MIN, [0; 26])),
             integration_errors: RateLimited::default(),
+            tls_errors: RateLimited::default(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct StageMatch<'p> {
     pub path: &'p str,
     /// True when the stage was addressed execute-api style (`/{stage}/...`).
     pub by_stage_name: bool,
+    /// The index of the domain whose mapping picked the stage (none: execute-api style).
+    pub domain: Option<u32>,
 }
 
 /// Path parameters of a matched route, as `(start, end)` byte offsets into the path given to
@@ -101,13 +103,19 @@ pub fn key_method_limit(key: &ArchivedApiKey, route_id: u64) -> Option<u32> {
 /// the query string and must start with `/`.
 pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Option<StageMatch<'p>> {
     let host = host_without_port(host);
-    if let Ok(i) = table.domains.binary_search_by(|d| cmp_ignore_ascii_case(d.host.as_str(), host)) {
-        let domain = &table.domains[i];
+    if let Some(i) = find_domain(table, host) {
+        let domain = &table.domains[i as usize];
+        let domain_index = Some(i);
         let after_slash = path.strip_prefix('/')?;
         for mapping in domain.mappings.iter() {
             let base = mapping.base_path.as_str();
             if base.is_empty() {
-                return Some(StageMatch { stage: mapping.stage.to_native(), path, by_stage_name: false });
+                return Some(StageMatch {
+                    stage: mapping.stage.to_native(),
+                    path,
+                    by_stage_name: false,
+                    domain: domain_index,
+                });
             }
             if let Some(rest) = after_slash.strip_prefix(base) {
                 if rest.is_empty() || rest.starts_with('/') {
@@ -116,6 +124,7 @@ pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Optio
                         stage: mapping.stage.to_native(),
                         path: rest,
                         by_stage_name: false,
+                        domain: domain_index,
                     });
                 }
             }
@@ -136,7 +145,31 @@ pub fn find_stage<'p>(table: &ArchivedTable, host: &str, path: &'p str) -> Optio
             cmp_ignore_ascii_case(s.api.as_str(), api).then_with(|| s.stage.as_str().cmp(stage))
         })
         .ok()?;
-    Some(StageMatch { stage: table.stage_names[i].index.to_native(), path: rest, by_stage_name: true })
+    Some(StageMatch {
+        stage: table.stage_names[i].index.to_native(),
+        path: rest,
+        by_stage_name: true,
+        domain: None,
+    })
+}
+
+/// The domain for a host without port: the one with that name, else the wildcard domain
+/// `*.rest` when the host is `label.rest`. No allocation: the wildcard name is compared as
+/// `"*." + rest` on the fly.
+pub fn find_domain(table: &ArchivedTable, host: &str) -> Option<u32> {
+    let domains = &table.domains;
+    if let Ok(i) = domains.binary_search_by(|d| cmp_ignore_ascii_case(d.host.as_str(), host)) {
+        return Some(i as u32);
+    }
+    let (label, rest) = host.split_once('.')?;
+    if label.is_empty() || !rest.contains('.') {
+        return None;
+    }
+    let wildcard = || b"*.".iter().copied().chain(rest.bytes().map(|c| c.to_ascii_lowercase()));
+    domains
+        .binary_search_by(|d| d.host.bytes().map(|c| c.to_ascii_lowercase()).cmp(wildcard()))
+        .ok()
+        .map(|i| i as u32)
 }
 
 /// Finds the route for `method` and `path` (starting with `/`, no query string) in a stage's
@@ -295,11 +328,18 @@ mod tests {
             version: 1,
             domains: vec![
                 Domain {
+                    host: "*.wild.example.com".into(),
+                    tls: None,
+                    mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
+                },
+                Domain {
                     host: "api.example.com".into(),
+                    tls: None,
                     mappings: vec![BasePathMapping { base_path: "v1".into(), stage: 0 }],
                 },
                 Domain {
                     host: "localhost".into(),
+                    tls: None,
                     mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
                 },
             ],
@@ -310,6 +350,8 @@ mod tests {
             account_limit: None,
             plans: vec![],
             api_keys: vec![],
+            certificates: vec![],
+            default_certificate: None,
         };
         decode(&encode(&t)).unwrap()
     }
@@ -385,6 +427,12 @@ mod tests {
         assert_eq!((m.stage, m.path, m.by_stage_name), (0, "/pets", true));
         assert_eq!(find_stage(table, "petstore.x", "/dev/pets"), None);
         assert_eq!(find_stage(table, "other", "/prod/pets"), None);
+        // A wildcard domain covers one label more, and only that.
+        let m = find_stage(table, "A.Wild.example.com:443", "/pets").unwrap();
+        assert_eq!((m.by_stage_name, m.domain), (false, Some(0)));
+        assert_eq!(find_domain(table, "a.b.wild.example.com"), None);
+        assert_eq!(find_domain(table, "wild.example.com"), None);
+        assert_eq!(find_stage(table, "api.example.com", "/v1").unwrap().domain, Some(1));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 /// Magic prefix of a table file, so a wrong file is rejected with a clear message rather than
 /// a validation error deep inside rkyv.
-/// Version 2 added the digest: a table is `MAGIC ‖ SHA-256(archive) ‖ archive`.
-pub const MAGIC: &[u8; 8] = b"GWTABLE2";
+/// Version 2 added the digest: a table is `MAGIC ‖ SHA-256(archive) ‖ archive`. Version 3
+/// added certificates and the TLS settings of domains.
+pub const MAGIC: &[u8; 8] = b"GWTABLE3";
 /// Bytes of the digest after [`MAGIC`].
 pub const DIGEST_LEN: usize = 32;
 
@@ -44,6 +45,52 @@ pub struct Table {
     pub plans: Vec<UsagePlan>,
     /// Every API key, sorted by `hash` for binary search.
     pub api_keys: Vec<ApiKey>,
+    /// The server certificates of the HTTPS listener, referred to by index. They carry private
+    /// keys: a table goes only to data planes, and is stored readable by its owner only.
+    pub certificates: Vec<Certificate>,
+    /// The certificate for a handshake whose server name no domain with a certificate has
+    /// (none: such a handshake is refused with an alert).
+    pub default_certificate: Option<u32>,
+}
+
+/// A certificate chain and its private key, as DER.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Certificate {
+    pub name: String,
+    /// Leaf first, then the intermediates.
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+    pub key_format: KeyFormat,
+    /// Unix seconds after which the leaf is expired, for the expiry metric.
+    pub not_after: i64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum KeyFormat {
+    Pkcs8,
+    Sec1,
+    Pkcs1,
+}
+
+/// A domain's HTTPS settings.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DomainTls {
+    /// Index into [`Table::certificates`].
+    pub certificate: u32,
+    pub policy: TlsPolicy,
+    /// The CA certificates (DER) a client certificate must chain to; empty: no mutual TLS.
+    pub truststore: Vec<Vec<u8>>,
+}
+
+/// AWS's security policies, as far as TLS 1.2 and 1.3 go.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+pub enum TlsPolicy {
+    /// `TLS_1_2`: TLS 1.2 (ECDHE with AES-GCM) and TLS 1.3.
+    Tls12,
+    /// `TLS_1_3`: TLS 1.3 only.
+    Tls13,
 }
 
 /// An AWS usage plan: the stages it covers and its quota. Its throttles are per key, so they
@@ -133,8 +180,10 @@ pub struct Limit {
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Domain {
-    /// Lowercase host name without port.
+    /// Lowercase host name without port; `*.example.com` covers one label more.
     pub host: String,
+    /// Certificate, policy and mutual TLS for HTTPS; none: the domain has no certificate.
+    pub tls: Option<DomainTls>,
     /// Sorted longest base path first, so the first prefix that matches is the most specific.
     /// The empty base path, if present, is last and matches everything.
     pub mappings: Vec<BasePathMapping>,
@@ -228,11 +277,17 @@ pub enum LogVar {
     XrayTraceId,
     ErrorMessage,
     ErrorResponseType,
+    ClientCertPem,
+    ClientCertSubjectDn,
+    ClientCertIssuerDn,
+    ClientCertSerialNumber,
+    ClientCertNotBefore,
+    ClientCertNotAfter,
 }
 
 impl LogVar {
     /// Every variable by its name after `$context.`.
-    pub const NAMES: [(&'static str, LogVar); 23] = [
+    pub const NAMES: [(&'static str, LogVar); 29] = [
         ("requestId", LogVar::RequestId),
         ("extendedRequestId", LogVar::ExtendedRequestId),
         ("identity.sourceIp", LogVar::SourceIp),
@@ -256,6 +311,12 @@ impl LogVar {
         ("xrayTraceId", LogVar::XrayTraceId),
         ("error.message", LogVar::ErrorMessage),
         ("error.responseType", LogVar::ErrorResponseType),
+        ("identity.clientCert.clientCertPem", LogVar::ClientCertPem),
+        ("identity.clientCert.subjectDN", LogVar::ClientCertSubjectDn),
+        ("identity.clientCert.issuerDN", LogVar::ClientCertIssuerDn),
+        ("identity.clientCert.serialNumber", LogVar::ClientCertSerialNumber),
+        ("identity.clientCert.validity.notBefore", LogVar::ClientCertNotBefore),
+        ("identity.clientCert.validity.notAfter", LogVar::ClientCertNotAfter),
     ];
 }
 

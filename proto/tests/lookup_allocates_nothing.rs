@@ -69,10 +69,19 @@ fn stage_and_route_lookup_do_not_allocate() {
     };
     let table = Table {
         version: 1,
-        domains: vec![Domain {
-            host: "example.com".into(),
-            mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
-        }],
+        domains: vec![
+            // A wildcard lookup compares `*.` + the rest on the fly, without a String.
+            Domain {
+                host: "*.wild.com".into(),
+                tls: None,
+                mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
+            },
+            Domain {
+                host: "example.com".into(),
+                tls: None,
+                mappings: vec![BasePathMapping { base_path: "".into(), stage: 0 }],
+            },
+        ],
         stage_names: vec![StageName { api: "a".into(), stage: "s".into(), index: 0 }],
         stages: vec![stage],
         upstreams: vec![],
@@ -80,6 +89,8 @@ fn stage_and_route_lookup_do_not_allocate() {
         account_limit: None,
         plans: vec![],
         api_keys: vec![],
+        certificates: vec![],
+        default_certificate: None,
     };
     let bytes = decode(&encode(&table)).unwrap();
     let t = bytes.get();
@@ -87,6 +98,7 @@ fn stage_and_route_lookup_do_not_allocate() {
         ("Example.COM:443", "/pets/7/toys/9", Some(Method::Get)),
         ("a.execute-api", "/s/files/x/y/z", Some(Method::Delete)),
         ("example.com", "/nope/nope", Some(Method::Get)),
+        ("x.Wild.com", "/pets/7/toys/9", Some(Method::Get)),
         ("unknown", "/x", None),
     ];
     let before = ALLOCATIONS.load(Ordering::SeqCst);
@@ -104,5 +116,5 @@ fn stage_and_route_lookup_do_not_allocate() {
     }
     COUNTED.with(|c| c.set(false));
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst) - before, 0, "the lookup allocated");
-    assert_eq!(found, 2000);
+    assert_eq!(found, 3000);
 }

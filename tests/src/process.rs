@@ -98,6 +98,8 @@ pub struct DataplaneOptions {
     pub control_plane: Option<(String, PathBuf)>,
     /// Run under this open-file limit (soft and hard, set by util-linux `prlimit`).
     pub fd_limit: Option<u64>,
+    /// Also serve HTTPS (`--listen-tls` on port 0); its address is [`Dataplane::https`].
+    pub https: bool,
 }
 
 impl Default for DataplaneOptions {
@@ -108,6 +110,7 @@ impl Default for DataplaneOptions {
             no_table: false,
             control_plane: None,
             fd_limit: None,
+            https: false,
         }
     }
 }
@@ -222,6 +225,8 @@ pub struct Dataplane {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTPS address, when started with [`DataplaneOptions::https`].
+    pub https: Option<SocketAddr>,
     pub stderr: mpsc::Receiver<String>,
     _dir: TempDir,
 }
@@ -255,6 +260,9 @@ impl Dataplane {
             args.push("--table".into());
             args.push(table.display().to_string());
         }
+        if options.https {
+            args.extend(["--listen-tls".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(options.extra_args.iter().cloned());
         let mut command = match options.fd_limit {
             Some(n) => {
@@ -274,13 +282,16 @@ impl Dataplane {
         let err_rx = forward_lines(child.stderr.take().expect("stderr"));
         let mut addr = None;
         let mut admin = None;
+        let mut https = None;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while addr.is_none() {
+        while addr.is_none() || (options.https && https.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(a) = line.strip_prefix("listening on ") {
                         addr = a.parse().ok();
+                    } else if let Some(a) = line.strip_prefix("listening (https) on ") {
+                        https = a.parse().ok();
                     } else if let Some(a) = line.strip_prefix("admin on ") {
                         admin = a.parse().ok();
                     }
@@ -296,6 +307,7 @@ impl Dataplane {
             child,
             addr: addr.expect("listen address"),
             admin: admin.expect("admin address"),
+            https,
             stderr: err_rx,
             _dir: dir,
         }

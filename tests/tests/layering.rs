@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// The data plane's top-level modules, lowest first.
 const DATAPLANE: &[&str] = &[
     "runtime",
+    "tls",
     "http1",
     "config",
     "gateway_error",

@@ -5,13 +5,14 @@
 //!
 //! One file per object, shared helpers at the bottom ([`common`]): [`stage`] (variables,
 //! throttle, canary), [`route`] (routes and integrations), [`cache_settings`],
-//! [`usage_plans`] (plans and keys), [`access_log`].
+//! [`usage_plans`] (plans and keys), [`access_log`], [`tls`] (certificates, domains' HTTPS).
 
 pub mod access_log;
 pub mod cache_settings;
 pub mod common;
 pub mod route;
 pub mod stage;
+pub mod tls;
 pub mod usage_plans;
 pub mod variables;
 
@@ -110,11 +111,14 @@ pub fn compile_deployed(
         }
     }
 
+    let certificates = tls::compile_certificates(manifest, &mut errors);
     let mut domains: Vec<Domain> = Vec::new();
     for doc in &manifest.domains {
         let host = doc.value.name.to_ascii_lowercase();
-        if host.is_empty() || host.contains(['/', ':', ' ']) {
-            errors.at(doc, "name", "a host name without scheme, port or path");
+        let wildcard_ok =
+            host.strip_prefix("*.").is_none_or(|rest| rest.contains('.') && !rest.contains('*'));
+        if host.is_empty() || host.contains(['/', ':', ' ']) || !wildcard_ok || host[1..].contains('*') {
+            errors.at(doc, "name", "a host name without scheme, port or path (`*.` may lead, for one label)");
             continue;
         }
         if domains.iter().any(|d| d.host == host) {
@@ -148,7 +152,8 @@ pub fn compile_deployed(
         // Longest first, so the first prefix match is the most specific; "" last.
         mappings
             .sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()).then(a.base_path.cmp(&b.base_path)));
-        domains.push(Domain { host, mappings });
+        let tls = tls::compile_domain_tls(doc, &host, &certificates, &mut errors);
+        domains.push(Domain { host, tls, mappings });
     }
     domains.sort_by(|a, b| a.host.cmp(&b.host));
 
@@ -169,8 +174,19 @@ pub fn compile_deployed(
     if !errors.list.is_empty() {
         return Err(errors.into_unique());
     }
-    let table =
-        Table { version, domains, stage_names, stages, upstreams, limits, account_limit, plans, api_keys };
+    let table = Table {
+        version,
+        domains,
+        stage_names,
+        stages,
+        upstreams,
+        limits,
+        account_limit,
+        plans,
+        api_keys,
+        certificates: certificates.certificates,
+        default_certificate: certificates.default,
+    };
     // Invariant: whatever the control plane accepts, every data plane can load.
     if let Err(e) = table::decode(&table::encode(&table)) {
         return Err(vec![ManifestError {
@@ -264,7 +280,7 @@ mod tests {
             errors("kind: Api\nname: a\nroutez: {}\n"),
             vec!["m.yaml:3: unknown field `routez`, expected one of `kind`, `name`, `protocol`, `routes`; did you mean `routes`?"]
         );
-        assert_eq!(errors("kind: Gateway\n"), vec!["m.yaml:1: kind: unknown kind 'Gateway'; one of Account, Api, Stage, Domain, UsagePlan, ApiKey"]);
+        assert_eq!(errors("kind: Gateway\n"), vec!["m.yaml:1: kind: unknown kind 'Gateway'; one of Account, Api, Stage, Domain, Certificate, UsagePlan, ApiKey"]);
         assert_eq!(errors("kind: Stage\napi: nope\nname: s\n"), vec!["m.yaml:2: api: no Api named 'nope'"]);
         let bad_routes = "kind: Api\nname: a\nroutes:\n  FETCH /x: { integration: { type: MOCK } }\n  GET /{p+}/x: { integration: { type: MOCK } }\n  GET /y: { integration: { type: HTTP, uri: \"https://h/\" } }\n---\nkind: Stage\napi: a\nname: s\n";
         assert_eq!(

@@ -6,8 +6,10 @@
 
 mod account;
 mod api;
+mod certificate;
 mod domain;
 mod duration;
+pub mod files;
 mod source;
 mod stage;
 mod usage_plan;
@@ -16,7 +18,8 @@ pub use account::{Account, Throttle};
 pub use api::{
     Api, Integration, IntegrationType, MockResponse, Protocol, Route, RouteCache, UnauthorizedHandling,
 };
-pub use domain::{Domain, Mapping};
+pub use certificate::Certificate;
+pub use domain::{Domain, Mapping, MutualTls};
 pub use duration::{parse_duration, DurationText};
 pub use source::Source;
 pub use stage::{AccessLogSettings, Stage, StageCache, StageCanary};
@@ -58,6 +61,7 @@ pub struct Manifest {
     pub apis: Vec<Located<Api>>,
     pub stages: Vec<Located<Stage>>,
     pub domains: Vec<Located<Domain>>,
+    pub certificates: Vec<Located<Certificate>>,
     pub usage_plans: Vec<Located<UsagePlan>>,
     pub api_keys: Vec<Located<ApiKey>>,
 }
@@ -129,7 +133,7 @@ struct KindOnly {
     kind: Option<String>,
 }
 
-const KINDS: &[&str] = &["Account", "Api", "Stage", "Domain", "UsagePlan", "ApiKey"];
+const KINDS: &[&str] = &["Account", "Api", "Stage", "Domain", "Certificate", "UsagePlan", "ApiKey"];
 
 /// Splits multi-document YAML text into `(first line, text)` pairs. A document starts after a
 /// line that begins with `---`.
@@ -314,6 +318,7 @@ pub fn parse_into(file: &str, text: &str, manifest: &mut Manifest, errors: &mut 
             },
             "Stage" => push!(manifest.stages, Stage),
             "Domain" => push!(manifest.domains, Domain),
+            "Certificate" => push!(manifest.certificates, Certificate),
             "UsagePlan" => push!(manifest.usage_plans, UsagePlan),
             "ApiKey" => push!(manifest.api_keys, ApiKey),
             other => {

@@ -21,7 +21,7 @@ pub mod record;
 pub mod route;
 pub mod throttle;
 
-use crate::exchange::{Exchange, Identity, Request};
+use crate::exchange::{Client, Exchange, Identity, Request};
 use crate::gateway_error::Kind;
 use crate::http1::head::Head;
 use crate::integrations;
@@ -30,7 +30,6 @@ use crate::observe::trail::Trail;
 use crate::respond::{self, Common};
 use crate::shard::Shard;
 pub use crate::upstream::client::Tunnel;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// What a phase decided.
@@ -49,7 +48,7 @@ pub async fn handle(
     shard: &Shard,
     head: &Head<'_, '_>,
     body: &[u8],
-    peer: SocketAddr,
+    client: &Client,
     keep_alive: bool,
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
@@ -71,7 +70,7 @@ pub async fn handle(
         respond::error(out, Kind::NotReady, &common);
         return None;
     };
-    let request = Request::new(head, body, peer, &request_id);
+    let request = Request::new(head, body, client, &request_id);
     let Ok(path) = route::normalized_path(head) else {
         respond::error(out, Kind::BadRequest, &common);
         return None;

@@ -47,6 +47,7 @@ fn write_access_log(x: &Exchange<'_>, latency_us: u64) {
         request_time_epoch_ms: now.as_millis() as u64,
         xray_trace_id: request.trace(shard).xray(head),
         error: trail.error.get(),
+        client_cert: request.tls.and_then(|t| t.client_cert.as_ref()),
     };
     shard.access_log.borrow_mut().line(&log.destination, |out| format::render(&log.format, &line, out));
 }

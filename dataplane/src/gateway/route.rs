@@ -9,13 +9,25 @@ use crate::http1::head::Head;
 use crate::http1::path::{self, AboveRoot};
 use crate::respond;
 use proto::lookup::{self, Captures};
-use proto::table::{ArchivedProtocol, Method};
+use proto::table::{ArchivedDomain, ArchivedProtocol, ArchivedTlsPolicy, Method};
 use std::borrow::Cow;
 
 /// The request's path with its dot segments resolved (see [`crate::http1::path`]), before any
 /// routing.
 pub fn normalized_path<'b>(head: &Head<'b, '_>) -> Result<Cow<'b, str>, AboveRoot> {
     path::normalize(head.path())
+}
+
+/// A domain with mutual TLS or the TLS_1_3 policy serves only requests on connections whose
+/// handshake was made with its own settings: otherwise a client could shake hands for another
+/// name (or over plain HTTP) and name this domain in `Host`, skipping the client certificate.
+fn tls_settings_met(x: &Exchange<'_>, domain: &ArchivedDomain) -> bool {
+    let Some(tls) = domain.tls.as_ref() else { return true };
+    let mutual = !tls.truststore.is_empty();
+    if !mutual && tls.policy != ArchivedTlsPolicy::Tls13 {
+        return true;
+    }
+    x.request.tls.is_some_and(|t| &*t.site == domain.host.as_str() && (!mutual || t.client_cert.is_some()))
 }
 
 pub fn run<'x>(x: &mut Exchange<'x>, path: &'x str, out: &mut Vec<u8>) -> Flow {
@@ -25,6 +37,13 @@ pub fn run<'x>(x: &mut Exchange<'x>, path: &'x str, out: &mut Vec<u8>) -> Flow {
         respond::error(out, Kind::UnknownDomain, x.common);
         return Flow::Answered;
     };
+    if let Some(domain) = stage_match.domain.map(|i| &table.domains[i as usize]) {
+        if !tls_settings_met(x, domain) {
+            // As for a host the gateway does not serve: AWS's 403 Forbidden.
+            respond::error(out, Kind::UnknownDomain, x.common);
+            return Flow::Answered;
+        }
+    }
     let stage = &table.stages[stage_match.stage as usize];
     x.stage = Some(stage);
     // A canary takes its share of requests, each chosen at random.

@@ -32,6 +32,11 @@ pub struct ShardStats {
     pub upstream_unclean: AtomicU64,
     /// Idle upstream connections in the shard's pool.
     pub upstream_idle: AtomicU64,
+    /// HTTPS connections whose handshake succeeded, and those whose handshake failed (an
+    /// unknown server name, a refused client certificate, a policy the client cannot meet, a
+    /// client gone before the end).
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
     /// Client connections relayed to an upstream after a protocol upgrade.
     pub tunnels_open: AtomicU64,
     /// What the shard's connections buffer, and its limit.

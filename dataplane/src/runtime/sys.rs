@@ -109,3 +109,25 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         Ok(limit.rlim_cur)
     }
 }
+
+/// The initialised bytes of a buffer monoio lends a write (the TLS layer encrypts them).
+pub fn io_buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: IoBuf promises `read_ptr` points at `bytes_init` initialised bytes that stay
+    // valid while `buf` is borrowed, which the returned slice's lifetime ties to.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}
+
+/// Copies as much of `src` as fits into the free part of a buffer monoio lends a read, marks
+/// it initialised, and returns how much was copied (the TLS layer's decrypted bytes).
+pub fn fill_io_buf<T: monoio::buf::IoBufMut>(buf: &mut T, src: &[u8]) -> usize {
+    let n = src.len().min(buf.bytes_total());
+    // SAFETY: IoBufMut promises `write_ptr` points at `bytes_total` writable bytes; we write
+    // `n` of them from `src`, which cannot overlap a buffer we hold mutably, through a raw
+    // pointer (never a slice over possibly uninitialised memory), then declare exactly those
+    // `n` bytes initialised.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), buf.write_ptr(), n);
+        buf.set_init(n);
+    }
+    n
+}

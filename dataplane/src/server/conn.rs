@@ -11,6 +11,7 @@
 
 use super::stream::Stream;
 use super::upgrade;
+use crate::exchange::Client;
 use crate::gateway::{self, Scratch, Tunnel};
 use crate::gateway_error::Kind;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
@@ -19,8 +20,10 @@ use crate::respond;
 use crate::runtime::memory::Charge;
 use crate::runtime::stats::ShardStats;
 use crate::shard::Shard;
+use crate::tls;
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -103,14 +106,54 @@ impl Connections {
     }
 }
 
-/// Serves one accepted connection until it closes.
-pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, conns: Rc<Connections>) {
+/// Serves one accepted plain-HTTP connection until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>, conns: Rc<Connections>) {
     let state = Rc::new(ConnState::default());
     let key = conns.0.borrow_mut().insert(ConnEntry { fd: stream.fd(), state: state.clone() });
     shard.stats.open_connections.fetch_add(1, Relaxed);
+    serve_http(stream, Client { peer, tls: None }, &shard, state).await;
+    conns.0.borrow_mut().remove(key);
+    shard.stats.open_connections.fetch_sub(1, Relaxed);
+}
+
+/// Serves one accepted HTTPS connection: the handshake (within the header timeout, which the
+/// sweeper enforces as for a slow request head) with the sites of the table current now, then
+/// HTTP over it until it closes.
+pub async fn serve_tls(tcp: TcpStream, peer: SocketAddr, shard: Rc<Shard>, conns: Rc<Connections>) {
+    let state = Rc::new(ConnState::default());
+    let key = conns.0.borrow_mut().insert(ConnEntry { fd: tcp.fd(), state: state.clone() });
+    shard.stats.open_connections.fetch_add(1, Relaxed);
+    state.deadline_ms.set(shard.clock.deadline(shard.settings.header_timeout));
+    let handshake = match shard.current_table() {
+        Some(table) => Some(tls::accept::accept(tcp, &table.tls).await),
+        // No table, so no certificate: the client is closed on, as for an unknown name.
+        None => None,
+    };
+    state.deadline_ms.set(0);
+    match handshake {
+        Some(Ok((stream, session))) => {
+            ShardStats::add(&shard.stats.tls_handshakes, 1);
+            serve_http(stream, Client { peer, tls: Some(session) }, &shard, state).await;
+        }
+        Some(Err(e)) => {
+            ShardStats::add(&shard.stats.tls_handshake_failures, 1);
+            if let Some(held_back) = shard.tls_errors.allow(shard.clock.now_ms()) {
+                let more = if held_back > 0 { format!(" ({held_back} more since)") } else { String::new() };
+                log::info!("shard {}: TLS handshake from {peer} failed: {e}{more}", shard.index);
+            }
+        }
+        None => ShardStats::add(&shard.stats.tls_handshake_failures, 1),
+    }
+    conns.0.borrow_mut().remove(key);
+    shard.stats.open_connections.fetch_sub(1, Relaxed);
+}
+
+/// HTTP/1.1 over an established stream, then the upgrade relay if a response switched
+/// protocols.
+async fn serve_http<S: Stream>(stream: S, client: Client, shard: &Rc<Shard>, state: Rc<ConnState>) {
     let mut conn = Conn {
         stream,
-        peer,
+        client,
         shard: shard.clone(),
         state,
         buf: Vec::with_capacity(shard.settings.read_buffer),
@@ -137,11 +180,9 @@ pub async fn serve<S: Stream>(stream: S, peer: SocketAddr, shard: Rc<Shard>, con
         let early = conn.buf.split_off(conn.start);
         drop(conn.buf);
         conn.state.tunnel_fd.set(Some(tunnel.stream.as_raw_fd()));
-        upgrade::relay(conn.stream, early, tunnel, &shard, &conn.state.deadline_ms).await;
+        upgrade::relay(conn.stream, early, tunnel, shard, &conn.state.deadline_ms).await;
         conn.state.tunnel_fd.set(None);
     }
-    conns.0.borrow_mut().remove(key);
-    shard.stats.open_connections.fetch_sub(1, Relaxed);
 }
 
 /// Answers a connection the shard will not serve (at its connection cap with none idle, or
@@ -200,7 +241,7 @@ enum Next {
 
 struct Conn<S> {
     stream: S,
-    peer: SocketAddr,
+    client: Client,
     shard: Rc<Shard>,
     state: Rc<ConnState>,
     /// Received bytes; requests start at `start`.
@@ -396,7 +437,7 @@ impl<S: Stream> Conn<S> {
             let keep_alive = head.keep_alive;
             let body = &self.buf[body_start..body_end];
             let (go_on, tunnel) =
-                respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
+                respond(&self.shard, &head, body, &self.client, &mut self.out, &mut self.scratch).await;
             self.served += 1;
             self.start += consumed;
             self.settle();
@@ -424,7 +465,8 @@ impl<S: Stream> Conn<S> {
         let body =
             if chunked { &self.body[..] } else { &self.buf[self.start + head_len..self.start + consumed] };
         // A request with a body never upgrades (`integrations::http::tunnel_requested`).
-        let (go_on, _) = respond(&self.shard, &head, body, self.peer, &mut self.out, &mut self.scratch).await;
+        let (go_on, _) =
+            respond(&self.shard, &head, body, &self.client, &mut self.out, &mut self.scratch).await;
         self.served += 1;
         self.start += consumed;
         if chunked && self.body.capacity() > self.shard.settings.keep_buffer {
@@ -539,13 +581,13 @@ async fn respond(
     shard: &Shard,
     head: &Head<'_, '_>,
     body: &[u8],
-    peer: SocketAddr,
+    client: &Client,
     out: &mut Vec<u8>,
     scratch: &mut Scratch,
 ) -> (bool, Option<Tunnel>) {
     ShardStats::add(&shard.stats.requests, 1);
     let keep_alive = head.keep_alive && !shard.draining.get();
-    let tunnel = gateway::handle(shard, head, body, peer, keep_alive, out, scratch).await;
+    let tunnel = gateway::handle(shard, head, body, client, keep_alive, out, scratch).await;
     let go_on = !shard.draining.get();
     (go_on, tunnel.filter(|_| go_on))
 }

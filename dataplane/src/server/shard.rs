@@ -23,6 +23,8 @@ pub struct ShardSpec {
     pub cpu: Option<usize>,
     pub driver: IoDriver,
     pub listener: std::net::TcpListener,
+    /// The HTTPS listener (`--listen-tls`), if any.
+    pub tls_listener: Option<std::net::TcpListener>,
     pub settings: Arc<Settings>,
     pub table: Option<Arc<LoadedTable>>,
     pub stats: Arc<ShardStats>,
@@ -72,6 +74,34 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     }));
     let conns = Rc::new(Connections::default());
     monoio::spawn(sweep(shard.clone(), conns.clone(), spec.table_updates.clone()));
+    let tls_listener = spec.tls_listener.map(monoio::net::TcpListener::from_std).transpose()?;
+    let plain = accept_loop(listener, Protocol::Http, &shard, &conns, &spec.stopping);
+    let tls = async {
+        if let Some(listener) = tls_listener {
+            accept_loop(listener, Protocol::Https, &shard, &conns, &spec.stopping).await;
+        }
+    };
+    monoio::join!(plain, tls);
+    drain(&shard, &conns).await;
+    Ok(())
+}
+
+/// What a listener's connections speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http,
+    Https,
+}
+
+/// Accepts connections until the process stops (the listener's socket is shut down, which
+/// fails the pending accept, and `stopping` is set).
+async fn accept_loop(
+    listener: monoio::net::TcpListener,
+    protocol: Protocol,
+    shard: &Rc<Shard>,
+    conns: &Rc<Connections>,
+    stopping: &AtomicBool,
+) {
     // One descriptor held back for the moment the process runs out: closed to accept the
     // waiting client and answer it 503, instead of leaving it hanging in the backlog.
     let mut spare_fd = std::fs::File::open("/dev/null").ok();
@@ -82,7 +112,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         }
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if spec.stopping.load(Ordering::Acquire) {
+                if stopping.load(Ordering::Acquire) {
                     break;
                 }
                 ShardStats::add(&shard.stats.accepted_connections, 1);
@@ -95,10 +125,15 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
                     }
                 }
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(conn::serve(stream, peer, shard.clone(), conns.clone()));
+                match protocol {
+                    Protocol::Http => monoio::spawn(conn::serve(stream, peer, shard.clone(), conns.clone())),
+                    Protocol::Https => {
+                        monoio::spawn(conn::serve_tls(stream, peer, shard.clone(), conns.clone()))
+                    }
+                };
             }
             Err(e) => {
-                if spec.stopping.load(Ordering::Acquire) {
+                if stopping.load(Ordering::Acquire) {
                     break;
                 }
                 let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
@@ -132,9 +167,6 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
             }
         }
     }
-    drop(listener);
-    drain(&shard, &conns).await;
-    Ok(())
 }
 
 /// Every tick (`Settings::tick`): swaps in a new table if one arrived, lets the shard do its upkeep (coarse

@@ -1,20 +1,47 @@
-//! What a connection reads and writes through: a plain TCP stream today, TLS next. The
-//! connection loop is generic over it, so HTTPS reuses the same loop rather than a copy. It
-//! can be split into a read half and a write half used at once, for the upgrade hand-off
-//! ([`super::upgrade`]).
+//! What a connection reads and writes through: a plain TCP stream or a TLS stream
+//! ([`crate::tls::stream`]). The connection loop is generic over it, so HTTPS reuses the same
+//! loop rather than a copy. It can be split into a read half and a write half used at once,
+//! for the upgrade hand-off ([`super::upgrade`]).
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use crate::tls::stream::{TlsReadHalf, TlsStream, TlsWriteHalf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
-pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
+pub trait Stream: AsyncReadRent + AsyncWriteRent + 'static {
+    type ReadHalf: AsyncReadRent;
+    type WriteHalf: AsyncWriteRent;
+
     /// The socket underneath, which the sweeper shuts down when the connection's deadline
     /// passes (that ends any pending read or write, whatever is layered on top).
     fn fd(&self) -> RawFd;
+
+    /// Halves that may read and write at the same time.
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf);
 }
 
 impl Stream for TcpStream {
+    type ReadHalf = OwnedReadHalf<TcpStream>;
+    type WriteHalf = OwnedWriteHalf<TcpStream>;
+
     fn fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        self.into_split()
+    }
+}
+
+impl Stream for TlsStream {
+    type ReadHalf = TlsReadHalf;
+    type WriteHalf = TlsWriteHalf;
+
+    fn fd(&self) -> RawFd {
+        self.tcp().as_raw_fd()
+    }
+
+    fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
+        TlsStream::into_halves(self)
     }
 }

@@ -32,7 +32,7 @@ pub async fn relay<S: Stream>(
     let mut charge = Charge::default();
     stats.memory.set(&mut charge, (2 * BUFFER + early.capacity() + pending.capacity()) as u64);
     deadline.set(shard.clock.deadline(shard.settings.idle_timeout));
-    let (client_read, client_write) = client.into_split();
+    let (client_read, client_write) = client.into_halves();
     let (upstream_read, upstream_write) = upstream.into_split();
     monoio::join!(
         pump(client_read, upstream_write, early, shard, deadline),

@@ -1,6 +1,6 @@
 //! A validated routing table plus what the data plane derives from it once, off the shards:
 //! the resolved address of every upstream, the shared state of every throttle and quota, the
-//! stage caches and the per-method counters. State whose identity survives a new table is
+//! stage caches, the per-method counters and the HTTPS sites. State whose identity survives a new table is
 //! carried over from the previous one.
 
 use crate::cache::store::Store;
@@ -27,6 +27,8 @@ pub struct LoadedTable {
     pub quotas: Vec<Option<Arc<quota::Cell>>>,
     /// The cache store per stage index, for stages with a cache.
     pub caches: Vec<Option<Arc<Store>>>,
+    /// The HTTPS sites of the table's domains (resumption carried from the previous table).
+    pub tls: crate::tls::sites::Sites,
 }
 
 /// What identifies a key's quota count across tables: the same key in the same plan, with
@@ -109,7 +111,8 @@ impl LoadedTable {
             })
             .collect();
         let caches = carry_caches(bytes.get(), previous, shards);
-        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches })
+        let tls = crate::tls::sites::Sites::build(bytes.get(), previous.map(|p| &p.tls));
+        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches, tls })
     }
 
     pub fn get(&self) -> &ArchivedTable {

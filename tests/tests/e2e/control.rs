@@ -275,7 +275,7 @@ fn broken_manifests_are_refused_word_for_word() {
         err,
         format!(
             "error: {f}:3: protocol: unknown variant `SOAP`, expected one of `REST`, `HTTP`, `WEBSOCKET`\n\
-             error: {f}:17: kind: unknown kind 'Widget'; one of Account, Api, Stage, Domain, UsagePlan, ApiKey\n\
+             error: {f}:17: kind: unknown kind 'Widget'; one of Account, Api, Stage, Domain, Certificate, UsagePlan, ApiKey\n\
              2 error(s); nothing applied\n"
         )
     );

@@ -15,6 +15,7 @@ mod metrics;
 mod proxy;
 mod routing;
 mod throttle;
+mod tls;
 mod upgrade;
 mod usage_plans;
 
@@ -110,9 +111,14 @@ pub fn count(r: &serde_json::Value, status: &str) -> u64 {
 /// A data plane following `cp`, returned once the control plane lists it as connected (so an
 /// `apply --wait` after this waits for it).
 pub fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
+    follower_with(cp, state, DataplaneOptions::default())
+}
+
+/// [`follower`] with more options (the control plane and state dir are set here).
+pub fn follower_with(cp: &ControlPlane, state: &TempDir, options: DataplaneOptions) -> Dataplane {
     let dp = Dataplane::start_with(
         "",
-        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() },
+        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..options },
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

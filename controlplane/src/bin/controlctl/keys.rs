@@ -20,7 +20,10 @@ pub(crate) async fn keys(server: &str, action: KeysAction) -> Result<(), Failure
             }
             let content = yaml_serde::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
             let files = vec![grpc::ManifestFile { name: "controlctl keys create".into(), content }];
-            let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
+            let resp = client
+                .apply(grpc::ApplyRequest { files, dry_run: false, attachments: vec![] })
+                .await?
+                .into_inner();
             if !resp.errors.is_empty() {
                 return Err(Failure::Refused(format_errors(&resp.errors)));
             }
@@ -69,7 +72,8 @@ async fn set_enabled(
     doc["enabled"] = enabled.into();
     let content = yaml_serde::to_string(&doc).map_err(|e| Failure::Refused(e.to_string()))?;
     let files = vec![grpc::ManifestFile { name: "controlctl keys".into(), content }];
-    let resp = client.apply(grpc::ApplyRequest { files, dry_run: false }).await?.into_inner();
+    let resp =
+        client.apply(grpc::ApplyRequest { files, dry_run: false, attachments: vec![] }).await?.into_inner();
     if !resp.errors.is_empty() {
         return Err(Failure::Refused(format_errors(&resp.errors)));
     }

@@ -16,8 +16,9 @@ pub(crate) async fn apply(
     timeout_secs: u64,
 ) -> Result<(), Failure> {
     let files = read_files(file)?;
+    let attachments = read_attachments(&files)?;
     let mut client = connect(server).await?;
-    let resp = client.apply(grpc::ApplyRequest { files, dry_run }).await?.into_inner();
+    let resp = client.apply(grpc::ApplyRequest { files, dry_run, attachments }).await?.into_inner();
     if !resp.errors.is_empty() {
         return Err(Failure::Refused(format_errors(&resp.errors)));
     }
@@ -26,6 +27,20 @@ pub(crate) async fn apply(
         wait_for(&mut client, resp.version, Duration::from_secs(timeout_secs)).await?;
     }
     Ok(())
+}
+
+/// The files the manifests name, read here (relative to each manifest) to go with them. A
+/// manifest that does not parse sends none: the control plane reports its errors.
+fn read_attachments(files: &[grpc::ManifestFile]) -> Result<Vec<grpc::ManifestFile>, Failure> {
+    let mut parsed = controlplane::manifest::Manifest::default();
+    for f in files {
+        controlplane::manifest::parse_into(&f.name, &f.content, &mut parsed, &mut Vec::new());
+    }
+    let read = controlplane::manifest::files::read_referenced(&parsed).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("error: {e}")).collect();
+        Failure::Refused(lines.join("\n"))
+    })?;
+    Ok(read.into_iter().map(|(name, content)| grpc::ManifestFile { name, content }).collect())
 }
 
 pub(crate) fn read_files(path: &Path) -> Result<Vec<grpc::ManifestFile>, Failure> {
@@ -67,6 +82,9 @@ pub(crate) async fn diff(server: &str, file: &Path) -> Result<(), Failure> {
     }
     for d in &manifest.domains {
         local.push(push("Domain", d.value.name.clone(), serde_json::to_value(&d.value)));
+    }
+    for c in &manifest.certificates {
+        local.push(push("Certificate", c.value.name.clone(), serde_json::to_value(c.value.redacted())));
     }
     for p in &manifest.usage_plans {
         local.push(push("UsagePlan", p.value.name.clone(), serde_json::to_value(&p.value)));

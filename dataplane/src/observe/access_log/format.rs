@@ -31,6 +31,8 @@ pub struct Line<'a> {
     pub request_time_epoch_ms: u64,
     pub xray_trace_id: &'a [u8],
     pub error: Option<Kind>,
+    /// The client's certificate, under mutual TLS.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 pub fn render(format: &[ArchivedLogPart], line: &Line<'_>, out: &mut Vec<u8>) {
@@ -83,6 +85,22 @@ pub fn render(format: &[ArchivedLogPart], line: &Line<'_>, out: &mut Vec<u8>) {
             ArchivedLogVar::XrayTraceId => value(out, Some(line.xray_trace_id).filter(|v| !v.is_empty())),
             ArchivedLogVar::ErrorMessage => value(out, line.error.map(|k| k.message())),
             ArchivedLogVar::ErrorResponseType => value(out, line.error.map(|k| k.response_type().as_bytes())),
+            ArchivedLogVar::ClientCertPem => value(out, line.client_cert.map(|c| c.pem.as_bytes())),
+            ArchivedLogVar::ClientCertSubjectDn => {
+                value(out, line.client_cert.map(|c| c.facts.subject.as_bytes()))
+            }
+            ArchivedLogVar::ClientCertIssuerDn => {
+                value(out, line.client_cert.map(|c| c.facts.issuer.as_bytes()))
+            }
+            ArchivedLogVar::ClientCertSerialNumber => {
+                value(out, line.client_cert.map(|c| c.facts.serial.as_bytes()))
+            }
+            ArchivedLogVar::ClientCertNotBefore => {
+                value(out, line.client_cert.map(|c| c.not_before.as_bytes()))
+            }
+            ArchivedLogVar::ClientCertNotAfter => {
+                value(out, line.client_cert.map(|c| c.not_after.as_bytes()))
+            }
         }
     }
 }

@@ -1,0 +1,269 @@
+//! A TLS connection as a monoio stream: rustls' buffered state machine driven over the
+//! connection's own socket. Reads copy decrypted bytes straight into the buffer the connection
+//! loop lends; writes encrypt into one ciphertext buffer that goes out in one socket write.
+//!
+//! Why not `monoio-rustls`: it gives no access to the session after the handshake (the peer's
+//! certificate, which mutual TLS needs), and its split halves share the whole stream through
+//! an `UnsafeCell` while both may be suspended inside it. Here the session is an
+//! `Rc<RefCell<_>>` borrowed only between awaits, and each half owns its own socket half and
+//! buffer, so splitting needs no `unsafe`.
+//!
+//! Reading never writes: what rustls wants to send after the handshake (a key update answer,
+//! new session tickets) goes out with the next write, which for HTTP is the next response.
+
+use crate::runtime::sys;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, SliceMut};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use rustls::ServerConnection;
+use std::cell::RefCell;
+use std::io::{self, BufRead, Write};
+use std::rc::Rc;
+
+/// Ciphertext read at once: one full TLS record and its header.
+const RECORD: usize = 16 * 1024 + 512;
+/// Plaintext rustls takes per write before it is flushed, bounding what one connection
+/// holds encrypted and unsent.
+pub const SEND_LIMIT: usize = 64 * 1024;
+
+/// The rustls connection both halves of a split stream use, each only between its awaits.
+type Shared = Rc<RefCell<ServerConnection>>;
+
+/// Ciphertext received and not yet handed to rustls.
+pub struct Incoming {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Incoming {
+    pub fn new(leftover: Vec<u8>, start: usize) -> Incoming {
+        Incoming { buf: leftover, start }
+    }
+
+    /// Hands rustls what is buffered, processing it record by record. Stops when the buffer
+    /// is empty, or when rustls' plaintext buffer is full (the rest waits for the reader).
+    pub fn feed(&mut self, session: &mut ServerConnection) -> io::Result<()> {
+        while self.start < self.buf.len() {
+            let mut unread = &self.buf[self.start..];
+            match session.read_tls(&mut unread) {
+                Ok(0) => break,
+                Ok(n) => self.start += n,
+                // Plaintext buffer full: the reader empties it first.
+                Err(_) => break,
+            }
+            session.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        Ok(())
+    }
+
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Reads more ciphertext from the socket; `Ok(0)` at end of stream.
+    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < RECORD / 2 {
+            self.buf.reserve(RECORD);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let capacity = buf.capacity();
+        let (result, slice): (_, SliceMut<Vec<u8>>) = io.read(buf.slice_mut(len..capacity)).await;
+        self.buf = slice.into_inner();
+        result
+    }
+}
+
+/// Reads plaintext into `buf`: from what rustls already decrypted, else after reading more
+/// ciphertext. `Ok(0)` after the peer's `close_notify`; an end of stream without it is an
+/// error, as a truncation must be.
+async fn read_plain<R: AsyncReadRent, T: IoBufMut>(
+    io: &mut R,
+    session: &Shared,
+    incoming: &mut Incoming,
+    mut buf: T,
+) -> BufResult<usize, T> {
+    loop {
+        {
+            let mut s = session.borrow_mut();
+            if let Err(e) = incoming.feed(&mut s) {
+                return (Err(e), buf);
+            }
+            let mut reader = s.reader();
+            match reader.fill_buf() {
+                Ok(chunk) => {
+                    let n = sys::fill_io_buf(&mut buf, chunk);
+                    reader.consume(n);
+                    return (Ok(n), buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        match incoming.fill(io).await {
+            Ok(0) => {
+                // The socket ended: rustls decides between a clean close and a truncation.
+                let mut s = session.borrow_mut();
+                let _ = s.read_tls(&mut io::empty());
+            }
+            Ok(_) => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+}
+
+/// Encrypts what rustls takes of `data` (at most [`SEND_LIMIT`] at once) and writes all of
+/// it, with anything rustls had queued, in one socket write.
+async fn write_plain<W: AsyncWriteRent>(
+    io: &mut W,
+    session: &Shared,
+    outgoing: &mut Vec<u8>,
+    data: &[u8],
+) -> io::Result<usize> {
+    let taken = {
+        let mut s = session.borrow_mut();
+        let taken = if data.is_empty() { 0 } else { s.writer().write(data)? };
+        while s.wants_write() {
+            s.write_tls(outgoing)?;
+        }
+        taken
+    };
+    flush_outgoing(io, outgoing).await?;
+    Ok(taken)
+}
+
+async fn flush_outgoing<W: AsyncWriteRent>(io: &mut W, outgoing: &mut Vec<u8>) -> io::Result<()> {
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+    let (result, mut back) = io.write_all(std::mem::take(outgoing)).await;
+    back.clear();
+    *outgoing = back;
+    result.map(|_| ())
+}
+
+/// Sends `close_notify`, then ends the socket's writing side.
+async fn close<W: AsyncWriteRent>(io: &mut W, session: &Shared, outgoing: &mut Vec<u8>) -> io::Result<()> {
+    session.borrow_mut().send_close_notify();
+    write_plain(io, session, outgoing, &[]).await?;
+    io.shutdown().await
+}
+
+/// A server-side TLS connection after its handshake.
+pub struct TlsStream {
+    tcp: TcpStream,
+    session: Shared,
+    incoming: Incoming,
+    outgoing: Vec<u8>,
+}
+
+impl TlsStream {
+    pub fn new(tcp: TcpStream, session: ServerConnection, incoming: Incoming) -> TlsStream {
+        TlsStream { tcp, session: Rc::new(RefCell::new(session)), incoming, outgoing: Vec::new() }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    pub fn session(&self) -> std::cell::Ref<'_, ServerConnection> {
+        self.session.borrow()
+    }
+
+    /// Halves usable at once (the upgrade relay): each owns its socket half and buffer.
+    pub fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
+        let (read, write) = self.tcp.into_split();
+        (
+            TlsReadHalf { tcp: read, session: self.session.clone(), incoming: self.incoming },
+            TlsWriteHalf { tcp: write, session: self.session, outgoing: self.outgoing },
+        )
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_plain(&mut self.tcp, &self.session, &mut self.incoming, buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        // The connection loop never reads vectored; one buffer at a time would do if it did.
+        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS reads")), buf)
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let result =
+            write_plain(&mut self.tcp, &self.session, &mut self.outgoing, sys::io_buf_bytes(&buf)).await;
+        (result, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS writes")), buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        close(&mut self.tcp, &self.session, &mut self.outgoing).await
+    }
+}
+
+pub struct TlsReadHalf {
+    tcp: OwnedReadHalf<TcpStream>,
+    session: Shared,
+    incoming: Incoming,
+}
+
+pub struct TlsWriteHalf {
+    tcp: OwnedWriteHalf<TcpStream>,
+    session: Shared,
+    outgoing: Vec<u8>,
+}
+
+impl AsyncReadRent for TlsReadHalf {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_plain(&mut self.tcp, &self.session, &mut self.incoming, buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS reads")), buf)
+    }
+}
+
+impl AsyncWriteRent for TlsWriteHalf {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let result =
+            write_plain(&mut self.tcp, &self.session, &mut self.outgoing, sys::io_buf_bytes(&buf)).await;
+        (result, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS writes")), buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        close(&mut self.tcp, &self.session, &mut self.outgoing).await
+    }
+}
