@@ -1,6 +1,7 @@
 //! Any bytes as the body of a routing table whose digest matches (what a compromised or buggy
 //! control plane could send): the decoder refuses them or accepts a table every lookup can
-//! walk without a panic.
+//! walk without a panic, and whose certificates become HTTPS sites or are left out with a log
+//! line.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,4 +26,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = lookup::find_stage(t, "api.execute-api", "/prod/x");
+    let sites = dataplane::tls::sites::Sites::build(t, None);
+    for domain in t.domains.iter() {
+        let _ = sites.select(Some(domain.host.as_str()));
+    }
 });

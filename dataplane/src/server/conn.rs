@@ -171,6 +171,12 @@ async fn serve_http<S: Stream>(stream: S, client: Client, shard: &Rc<Shard>, sta
     };
     conn.settle();
     conn.run().await;
+    if conn.tunnel.is_none() {
+        let clock = &shard.clock;
+        conn.state.deadline_ms.set(clock.deadline(shard.settings.body_timeout));
+        conn.stream.say_goodbye().await;
+        conn.state.deadline_ms.set(0);
+    }
     let memory = &shard.stats.memory;
     memory.release(&mut conn.charge);
     memory.release(&mut conn.scratch.charge);

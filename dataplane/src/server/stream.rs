@@ -8,6 +8,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use monoio::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
+// Streams live on one shard and their futures are never sent: no `Send` bound is wanted.
+#[allow(async_fn_in_trait)]
 pub trait Stream: AsyncReadRent + AsyncWriteRent + 'static {
     type ReadHalf: AsyncReadRent;
     type WriteHalf: AsyncWriteRent;
@@ -18,6 +20,10 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + 'static {
 
     /// Halves that may read and write at the same time.
     fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf);
+
+    /// Says goodbye before the socket closes: TLS sends `close_notify`, so the client can tell
+    /// the end from a truncation. Best effort.
+    async fn say_goodbye(&mut self) {}
 }
 
 impl Stream for TcpStream {
@@ -43,5 +49,9 @@ impl Stream for TlsStream {
 
     fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {
         TlsStream::into_halves(self)
+    }
+
+    async fn say_goodbye(&mut self) {
+        let _ = self.send_close_notify().await;
     }
 }

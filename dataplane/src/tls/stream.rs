@@ -177,6 +177,12 @@ impl TlsStream {
         TlsStream { tcp, session: Rc::new(RefCell::new(session)), incoming, outgoing: Vec::new() }
     }
 
+    /// Sends `close_notify` (the socket stays open until dropped).
+    pub async fn send_close_notify(&mut self) -> io::Result<()> {
+        self.session.borrow_mut().send_close_notify();
+        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
+    }
+
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
