@@ -2,7 +2,9 @@
 # Quick start: builds the gateway, starts a control plane (embedded store under
 # target/quickstart/controlplane), a data plane following it on :8080 (admin on :9901), the
 # bench origin on :9000 (the example's backend), and applies controlplane/examples/petstore.yaml.
-# Ctrl-C stops everything; the state stays for the next start.
+# The control plane is secured as always: TLS with its own CA, and tokens. Its first start
+# writes the admin's controlctl configuration (admin.conf) and a data-plane token into its
+# data dir; this script uses both. Ctrl-C stops everything; the state stays for the next start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,8 @@ mkdir -p "$state"
 control=${CONTROL:-127.0.0.1:7000}
 listen=${LISTEN:-0.0.0.0:8080}
 admin=${ADMIN:-127.0.0.1:9901}
-export CONTROLCTL_SERVER=http://$control
+export CONTROLCTL_CONFIG=$state/controlplane/admin.conf
+export CONTROLCTL_SERVER=https://$control
 
 pids=()
 cleanup() {
@@ -40,7 +43,13 @@ pids+=($!)
 "$bin/controlplane" --listen "$control" --data-dir "$state/controlplane" &
 pids+=($!)
 wait_port "$control"
-"$bin/dataplane" --listen "$listen" --admin "$admin" --control-plane "http://$control" \
+for _ in $(seq 1 100); do
+  [ -f "$state/controlplane/dataplane.token" ] && break
+  sleep 0.05
+done
+"$bin/dataplane" --listen "$listen" --admin "$admin" --control-plane "https://$control" \
+  --control-plane-ca "$state/controlplane/pki/ca.pem" \
+  --control-plane-token-file "$state/controlplane/dataplane.token" \
   --state-dir "$state/dataplane" &
 pids+=($!)
 wait_port "$admin"
@@ -58,6 +67,7 @@ The gateway is up. Try:
   curl -i http://localhost:8080/pets            # HTTP_PROXY to the origin on :9000
   curl -i http://localhost:8080/pets/42         # twice: the second answer is from the stage cache
   curl -i http://localhost:8080/nope            # 403 Missing Authentication Token
+  export CONTROLCTL_CONFIG=$CONTROLCTL_CONFIG   # the admin's credentials
   $bin/controlctl status                         # version per data plane and shard
   $bin/controlctl get api
   $bin/controlctl metrics                        # per method: counts, errors, cache, latency

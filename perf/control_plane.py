@@ -23,7 +23,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, free_port, run_id, wait_port, write_results  # noqa: E402
+from harness import ROOT, control_plane_link, free_port, run_id, wait_port, write_results  # noqa: E402
 
 
 def manifest(routes, body):
@@ -50,12 +50,13 @@ def main():
                            "--data-dir", os.path.join(work, "cp")], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     wait_port(cp_port)
+    link = control_plane_link(os.path.join(work, "cp"), cp_port)
     dp = subprocess.Popen([os.path.join(bin_dir, "dataplane"), "--shards", "2", "--listen",
-                           f"127.0.0.1:{dp_port}", "--admin", f"127.0.0.1:{admin_port}", "--control-plane",
-                           f"http://127.0.0.1:{cp_port}", "--state-dir", os.path.join(work, "dp")],
+                           f"127.0.0.1:{dp_port}", "--admin", f"127.0.0.1:{admin_port}", *link,
+                           "--state-dir", os.path.join(work, "dp")],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(admin_port)
-    ctl = [os.path.join(bin_dir, "controlctl"), "--server", f"http://127.0.0.1:{cp_port}"]
+    ctl = [os.path.join(bin_dir, "controlctl"), "--server", f"https://127.0.0.1:{cp_port}"]
     for _ in range(100):
         if "connected" in subprocess.run(ctl + ["status"], capture_output=True, text=True).stdout:
             break

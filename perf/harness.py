@@ -44,6 +44,21 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"port {port} never opened")
 
 
+def control_plane_link(cp_dir, cp_port, timeout=10.0):
+    """The data plane's flags to follow the control plane whose data dir is `cp_dir`, once its
+    first start has written the CA and the data-plane token there; also points controlctl (run
+    by this process's children) at the admin's configuration."""
+    token = os.path.join(cp_dir, "dataplane.token")
+    deadline = time.time() + timeout
+    while not os.path.exists(token):
+        if time.time() > deadline:
+            raise RuntimeError(f"the control plane wrote no {token}")
+        time.sleep(0.05)
+    os.environ["CONTROLCTL_CONFIG"] = os.path.join(cp_dir, "admin.conf")
+    return ["--control-plane", f"https://127.0.0.1:{cp_port}", "--control-plane-ca",
+            os.path.join(cp_dir, "pki", "ca.pem"), "--control-plane-token-file", token]
+
+
 def cpu_ticks(pids):
     total = 0
     for pid in pids:

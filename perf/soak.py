@@ -25,7 +25,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import LOAD_CPU, ROOT, SERVER_CPU, build_release, free_port, run_id, wait_port, write_results  # noqa: E402
+from harness import (LOAD_CPU, ROOT, SERVER_CPU, build_release, control_plane_link, free_port, run_id,  # noqa: E402
+                     wait_port, write_results)
 
 BIN = os.path.join(ROOT, "target", "release")
 
@@ -108,11 +109,11 @@ def main():
            os.path.join(work, "cp")], LOAD_CPU)
     wait_port(origin_port)
     wait_port(cp_port)
+    link = control_plane_link(os.path.join(work, "cp"), cp_port)
     dp = start([os.path.join(BIN, "dataplane"), "--shards", "1", "--listen", f"127.0.0.1:{dp_port}", "--admin",
-                f"127.0.0.1:{admin}", "--control-plane", f"http://127.0.0.1:{cp_port}", "--state-dir",
-                os.path.join(work, "dp")], SERVER_CPU)
+                f"127.0.0.1:{admin}", *link, "--state-dir", os.path.join(work, "dp")], SERVER_CPU)
     wait_port(admin)
-    ctl = [os.path.join(BIN, "controlctl"), "--server", f"http://127.0.0.1:{cp_port}"]
+    ctl = [os.path.join(BIN, "controlctl"), "--server", f"https://127.0.0.1:{cp_port}"]
     manifest_path = os.path.join(work, "soak.yaml")
 
     def apply(version):

@@ -8,12 +8,18 @@
 //! - [`usage`]: durable quota usage reported by the data planes (fsynced log + snapshot).
 //! - [`metrics`]: per-method metrics reported by the data planes (in memory, live).
 //! - [`metrics_table`]: the per-method table `controlctl metrics` and `top` print.
+//! - [`auth`]: bearer tokens with roles, checked on every call.
+//! - [`client_config`]: controlctl's kubeconfig-like file of contexts.
+//! - [`pki`]: the control plane's CA and server certificate, made on first start.
 //! - [`service`]: the gRPC `Control` service over them, and the table stream to data planes.
 
+pub mod auth;
+pub mod client_config;
 pub mod compile;
 pub mod manifest;
 pub mod metrics;
 pub mod metrics_table;
+pub mod pki;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -5,6 +5,7 @@
 //! verifies the table), store it durably, then publish the table to every watching data
 //! plane. A change is acknowledged only after it is stored.
 
+use crate::auth::{Action, Tokens};
 use crate::compile::usage_plans::quota_rule;
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::state::{Change, Outcome, Refusal, State};
@@ -45,6 +46,8 @@ pub struct ControlService {
     dataplanes: Arc<Mutex<BTreeMap<String, DataplaneInfo>>>,
     usage: Arc<Mutex<UsageStore>>,
     metrics: crate::metrics::MetricsStore,
+    /// Who may call, checked first in every RPC.
+    tokens: Arc<Tokens>,
 }
 
 fn now_ms() -> u64 {
@@ -95,7 +98,7 @@ impl ControlService {
     /// Loads the stored state and compiles it; the first table is published at once. Each
     /// stage keeps its last `history_limit` deployments: a stored state with more (written
     /// with a larger limit) is compacted and stored again.
-    pub fn open(store: Store, history_limit: usize) -> Result<ControlService, String> {
+    pub fn open(store: Store, history_limit: usize, tokens: Arc<Tokens>) -> Result<ControlService, String> {
         let mut state = store.load().map_err(|e| format!("loading state: {e}"))?;
         state.history_limit = history_limit.max(1);
         let deployments = state.deployments.len();
@@ -115,6 +118,7 @@ impl ControlService {
         let (tx, _) = watch::channel(published);
         let usage = UsageStore::open(store.dir()).map_err(|e| format!("loading usage: {e}"))?;
         Ok(ControlService {
+            tokens,
             usage: Arc::new(Mutex::new(usage)),
             metrics: crate::metrics::MetricsStore::default(),
             store,
@@ -217,6 +221,7 @@ impl Drop for ConnectedGuard {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn apply(&self, req: Request<grpc::ApplyRequest>) -> Result<Response<grpc::ApplyResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let dry_run = req.dry_run;
         // Parsing a large manifest takes long: on a blocking thread, so the runtime goes on
@@ -278,6 +283,7 @@ impl Control for ControlService {
     }
 
     async fn get(&self, req: Request<grpc::GetRequest>) -> Result<Response<grpc::GetResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Read)?;
         let req = req.into_inner();
         let kind = normalize_kind(&req.kind).ok_or_else(|| {
             Status::invalid_argument(format!("unknown kind '{}'; one of {}", req.kind, KINDS.join(", ")))
@@ -304,6 +310,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::DeleteRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let kind = normalize_kind(&req.kind)
             .ok_or_else(|| Status::invalid_argument(format!("unknown kind '{}'", req.kind)))?;
@@ -315,6 +322,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::DeployRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let now = now_ms();
         let outcome = self
@@ -327,6 +335,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::RollbackRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let outcome = self
             .change_or_refuse(move |state| {
@@ -341,6 +350,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::MetricsReport>,
     ) -> Result<Response<grpc::MetricsAck>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
         self.metrics.record(req.into_inner());
         Ok(Response::new(grpc::MetricsAck {}))
     }
@@ -349,6 +359,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::GetMetricsRequest>,
     ) -> Result<Response<grpc::GetMetricsResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Read)?;
         let req = req.into_inner();
         Ok(Response::new(self.metrics.summary(&req.api, &req.stage)))
     }
@@ -357,6 +368,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::FlushCacheRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let outcome = self.change_or_refuse(move |state| state.flush_cache(&req.api, &req.stage)).await?;
         Ok(Response::new(self.change_response(&outcome)))
@@ -366,6 +378,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::ListDeploymentsRequest>,
     ) -> Result<Response<grpc::ListDeploymentsResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Read)?;
         let req = req.into_inner();
         let state = self.state.lock().await;
         let stage_key = format!("{}/{}", req.api, req.stage);
@@ -399,6 +412,7 @@ impl Control for ControlService {
         &self,
         _req: Request<grpc::StatusRequest>,
     ) -> Result<Response<grpc::StatusResponse>, Status> {
+        self.tokens.authorize(_req.metadata(), Action::Read)?;
         let map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
         let dataplanes = map
             .iter()
@@ -417,9 +431,51 @@ impl Control for ControlService {
         Ok(Response::new(grpc::StatusResponse { version: self.version(), dataplanes }))
     }
 
+    async fn create_token(
+        &self,
+        req: Request<grpc::CreateTokenRequest>,
+    ) -> Result<Response<grpc::CreateTokenResponse>, Status> {
+        let caller = self.tokens.authorize(req.metadata(), Action::Write)?;
+        let req = req.into_inner();
+        let role = <crate::auth::Role as clap::ValueEnum>::from_str(&req.role, true).map_err(|_| {
+            Status::invalid_argument(format!("unknown role '{}'; one of admin, viewer, dataplane", req.role))
+        })?;
+        let token = self.tokens.create(&req.name, role, now_ms())?;
+        log::info!("token '{}' ({}) created by '{}'", req.name, role.name(), caller.name);
+        Ok(Response::new(grpc::CreateTokenResponse { token }))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<grpc::ListTokensRequest>,
+    ) -> Result<Response<grpc::ListTokensResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
+        let tokens = self
+            .tokens
+            .list()
+            .into_iter()
+            .map(|t| grpc::TokenInfo { name: t.name, role: t.role.name().into(), created_ms: t.created_ms })
+            .collect();
+        Ok(Response::new(grpc::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<grpc::RevokeTokenRequest>,
+    ) -> Result<Response<grpc::RevokeTokenResponse>, Status> {
+        let caller = self.tokens.authorize(req.metadata(), Action::Write)?;
+        let name = req.into_inner().name;
+        if !self.tokens.revoke(&name)? {
+            return Err(Status::not_found(format!("no token named '{name}'")));
+        }
+        log::info!("token '{name}' revoked by '{}'", caller.name);
+        Ok(Response::new(grpc::RevokeTokenResponse {}))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<grpc::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let req = req.into_inner();
         if req.dataplane_id.is_empty() {
@@ -468,6 +524,7 @@ impl Control for ControlService {
     }
 
     async fn ack(&self, req: Request<grpc::AckRequest>) -> Result<Response<grpc::AckResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
         let req = req.into_inner();
         let mut map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
         let info = map.entry(req.dataplane_id).or_default();
@@ -480,6 +537,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::UsageReport>,
     ) -> Result<Response<grpc::UsageTotals>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
         let req = req.into_inner();
         let entries = req
             .entries
@@ -512,6 +570,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::GetUsageRequest>,
     ) -> Result<Response<grpc::GetUsageResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Read)?;
         let req = req.into_inner();
         let keys = self.quota_keys(&req.name).await?;
         let store = self.usage.lock().map_err(|_| Status::internal("usage lock poisoned"))?;
@@ -540,6 +599,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::AdjustUsageRequest>,
     ) -> Result<Response<grpc::GetUsageResponse>, Status> {
+        self.tokens.authorize(req.metadata(), Action::Write)?;
         let req = req.into_inner();
         let keys = self.quota_keys(&req.key).await?;
         let Some((key, plan, rule)) = keys.into_iter().find(|(k, _, _)| *k == req.key) else {

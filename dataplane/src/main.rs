@@ -44,9 +44,17 @@ struct Cli {
     /// control plane.
     #[arg(long, conflicts_with = "control_plane")]
     table: Option<PathBuf>,
-    /// Receive routing tables from this control plane (e.g. http://127.0.0.1:7000).
+    /// Receive routing tables from this control plane (e.g. https://127.0.0.1:7000).
     #[arg(long)]
     control_plane: Option<String>,
+    /// PEM of the CA that signed the control plane's certificate (its data dir's
+    /// `pki/ca.pem`); default: the system's roots.
+    #[arg(long, requires = "control_plane")]
+    control_plane_ca: Option<PathBuf>,
+    /// A file holding this data plane's token (role `dataplane`; its data dir's
+    /// `dataplane.token`, or one from `controlctl tokens create NAME --role dataplane`).
+    #[arg(long, requires = "control_plane")]
+    control_plane_token_file: Option<PathBuf>,
     /// Where the last table from the control plane is kept (to serve after a restart while the
     /// control plane is unreachable), and quota usage not yet reported. Default with
     /// --control-plane: ./dataplane-state; with --table, quotas persist only if this is given.
@@ -322,25 +330,29 @@ fn run(cli: Cli) -> Result<(), String> {
     let started_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let instance = format!("{id}/{}-{started_ms}", std::process::id());
+    let target = match &cli.control_plane {
+        Some(url) => Some(control_target(url, &cli)?),
+        None => None,
+    };
     let reporter = usage_report::start(
         usage_report::ReporterConfig {
-            control_plane: cli.control_plane.clone(),
+            control_plane: target.clone(),
             state_dir: state_dir.clone(),
             instance: instance.clone(),
             interval: Duration::from_millis(cli.usage_report_interval_ms),
         },
         current_table.clone(),
     )?;
-    if let Some(url) = cli.control_plane.clone() {
+    if let Some(target) = target.clone() {
         dataplane::control::metrics_report::start(dataplane::control::metrics_report::MetricsReporter {
-            control_plane: url,
+            control_plane: target,
             dataplane_id: id.clone(),
             instance,
             registry: metrics.clone(),
             interval: Duration::from_millis(cli.metrics_report_interval_ms),
         })?;
     }
-    if let Some(url) = cli.control_plane.clone() {
+    if let Some(target) = target {
         let publisher = control_link::TablePublisher::new(
             update_senders,
             stats.clone(),
@@ -348,7 +360,7 @@ fn run(cli: Cli) -> Result<(), String> {
             current_table,
         );
         let state_dir = state_dir.clone().ok_or("a state directory")?;
-        let config = control_link::LinkConfig { url, id, state_dir };
+        let config = control_link::LinkConfig { target, id, state_dir };
         std::thread::Builder::new()
             .name("control-link".into())
             .spawn(move || control_link::run(config, publisher))
@@ -402,6 +414,23 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "dataplane".into())
+}
+
+/// The control plane's address and what this data plane presents to it, read once at start.
+fn control_target(url: &str, cli: &Cli) -> Result<dataplane::control::client::Target, String> {
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+    };
+    let ca_pem = cli.control_plane_ca.as_ref().map(|p| read(p, "--control-plane-ca")).transpose()?;
+    let token = match &cli.control_plane_token_file {
+        Some(p) => Some(read(p, "--control-plane-token-file")?.trim().to_string()),
+        None => std::env::var("GATEWAY_CONTROL_PLANE_TOKEN").ok(),
+    };
+    if token.is_none() {
+        log::warn!("no --control-plane-token-file: the control plane will refuse this data plane");
+    }
+    let credentials = proto::client::Credentials { ca_pem, token };
+    Ok(dataplane::control::client::Target { url: url.to_string(), credentials })
 }
 
 /// One `SO_REUSEPORT` listener per shard on the same address. A probe bind without

@@ -4,12 +4,14 @@
 //! - [`table`]: the compiled routing table (rkyv), its encoding and its one-time validation.
 //! - [`tree`]: builds a stage's route tree from route paths (used by the compiler).
 //! - [`lookup`]: the pure, allocation-free lookup the data plane runs per request.
+//! - [`client`]: how the data plane and controlctl reach the control plane (TLS, token).
 //! - [`certificate`]: the fields of X.509 certificates as AWS shows them, for both planes.
 //! - [`quota`]: quota periods on the UTC calendar, shared by both planes.
 //! - [`durable_file`]: crash-safe file replacement, used by both planes.
 //! - [`logging`]: how both planes write log lines (levels, text or JSON).
 
 pub mod certificate;
+pub mod client;
 pub mod durable_file;
 pub mod logging;
 pub mod lookup;

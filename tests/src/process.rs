@@ -61,8 +61,20 @@ impl Drop for TempDir {
 }
 
 /// Runs `controlctl` with arguments; returns (exit code, stdout, stderr).
+/// Runs controlctl with no configuration file (never the user's own).
 pub fn controlctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("controlctl")).args(args).output().expect("running controlctl");
+    controlctl_as(Path::new("/nonexistent/controlctl-config"), args)
+}
+
+/// Runs controlctl with this configuration file (a control plane's `admin.conf`, say).
+pub fn controlctl_as(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("controlctl"))
+        .env("CONTROLCTL_CONFIG", config)
+        .env_remove("CONTROLCTL_TOKEN")
+        .env_remove("CONTROLCTL_SERVER")
+        .args(args)
+        .output()
+        .expect("running controlctl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -95,7 +107,7 @@ pub struct DataplaneOptions {
     /// Start without a table.
     pub no_table: bool,
     /// Follow this control plane (with this state dir) instead of a table file.
-    pub control_plane: Option<(String, PathBuf)>,
+    pub control_plane: Option<(ControlPlaneLink, PathBuf)>,
     /// Run under this open-file limit (soft and hard, set by util-linux `prlimit`).
     pub fd_limit: Option<u64>,
     /// Also serve HTTPS (`--listen-tls` on port 0); its address is [`Dataplane::https`].
@@ -138,11 +150,21 @@ fn wait_line(rx: &mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> Op
     }
 }
 
+/// How a data plane reaches a control plane: its URL, the CA to verify it with and the token
+/// to present (a control plane writes both into its data dir on its first start).
+#[derive(Debug, Clone)]
+pub struct ControlPlaneLink {
+    pub url: String,
+    pub ca: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+}
+
 /// A running control plane, killed on drop.
 pub struct ControlPlane {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: mpsc::Receiver<String>,
+    pub data_dir: PathBuf,
 }
 
 impl ControlPlane {
@@ -172,19 +194,34 @@ impl ControlPlane {
             let errors: Vec<String> = stderr.try_iter().collect();
             panic!("controlplane did not start: {}", errors.join("\n"));
         };
-        ControlPlane { child, addr: addr.parse().expect("address"), stderr }
+        ControlPlane { child, addr: addr.parse().expect("address"), stderr, data_dir: data_dir.to_path_buf() }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// Runs controlctl against this control plane; returns (exit code, stdout, stderr).
+    /// The admin's controlctl configuration the control plane wrote on its first start.
+    pub fn admin_config(&self) -> PathBuf {
+        self.data_dir.join("admin.conf")
+    }
+
+    /// What a data plane needs to follow this control plane.
+    pub fn link(&self) -> ControlPlaneLink {
+        ControlPlaneLink {
+            url: self.url(),
+            ca: Some(self.data_dir.join("pki/ca.pem")),
+            token_file: Some(self.data_dir.join("dataplane.token")),
+        }
+    }
+
+    /// Runs controlctl as the admin against this control plane; returns (exit code, stdout,
+    /// stderr).
     pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
         let mut all = vec!["--server".to_string(), self.url()];
         all.extend(args.iter().map(|a| a.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        controlctl(&refs)
+        controlctl_as(&self.admin_config(), &refs)
     }
 
     /// Writes manifest text to a file and applies it with `--wait`; panics unless it succeeds.
@@ -248,13 +285,19 @@ impl Dataplane {
             "--io-driver".into(),
             io_driver(),
         ];
-        if let Some((url, state_dir)) = &options.control_plane {
+        if let Some((link, state_dir)) = &options.control_plane {
             args.extend([
                 "--control-plane".into(),
-                url.clone(),
+                link.url.clone(),
                 "--state-dir".into(),
                 state_dir.display().to_string(),
             ]);
+            if let Some(ca) = &link.ca {
+                args.extend(["--control-plane-ca".into(), ca.display().to_string()]);
+            }
+            if let Some(token) = &link.token_file {
+                args.extend(["--control-plane-token-file".into(), token.display().to_string()]);
+            }
         } else if !options.no_table {
             let table = compile_table(&dir.0, manifest);
             args.push("--table".into());

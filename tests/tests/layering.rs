@@ -30,8 +30,19 @@ const DATAPLANE: &[&str] = &[
 ];
 
 /// The control plane's top-level modules, lowest first.
-const CONTROLPLANE: &[&str] =
-    &["manifest", "compile", "state", "store", "usage", "metrics", "metrics_table", "service"];
+const CONTROLPLANE: &[&str] = &[
+    "auth",
+    "pki",
+    "client_config",
+    "manifest",
+    "compile",
+    "state",
+    "store",
+    "usage",
+    "metrics",
+    "metrics_table",
+    "service",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -1,11 +1,19 @@
-//! The one way the data plane connects to the control plane, for its three links.
+//! The one way the data plane connects to the control plane, for its three links: TLS against
+//! the control plane's CA (`--control-plane-ca`) and the data plane's token
+//! (`--control-plane-token-file`) on every call.
 
-use proto::grpc::control_client::ControlClient;
+use proto::client::{Client, Credentials};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 
 /// Largest message the data plane accepts (a table of 100,000 routes is well below it).
 const MAX_MESSAGE: usize = 256 << 20;
+
+/// Where the control plane is and what the data plane presents to it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub credentials: Credentials,
+}
 
 /// How a link talks to the control plane.
 #[derive(Debug, Clone, Copy)]
@@ -16,8 +24,8 @@ pub enum Use {
     Report,
 }
 
-pub async fn connect(url: &str, purpose: Use) -> Result<ControlClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| format!("bad URL {url}: {e}"))?;
+pub async fn connect(target: &Target, purpose: Use) -> Result<Client, String> {
+    let endpoint = proto::client::endpoint(&target.url, &target.credentials)?;
     let endpoint = match purpose {
         Use::Watch => endpoint
             .connect_timeout(Duration::from_secs(3))
@@ -25,6 +33,5 @@ pub async fn connect(url: &str, purpose: Use) -> Result<ControlClient<Channel>, 
             .keep_alive_timeout(Duration::from_secs(5)),
         Use::Report => endpoint.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(3)),
     };
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-    Ok(ControlClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+    proto::client::connect(endpoint, &target.credentials, MAX_MESSAGE).await
 }

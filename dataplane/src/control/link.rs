@@ -10,7 +10,6 @@ use crate::runtime::stats::ShardStats;
 use crate::table::CurrentTable;
 use crate::table::LoadedTable;
 use proto::grpc;
-use proto::grpc::control_client::ControlClient;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -66,7 +65,7 @@ impl TablePublisher {
 }
 
 pub struct LinkConfig {
-    pub url: String,
+    pub target: super::client::Target,
     pub id: String,
     pub state_dir: PathBuf,
 }
@@ -99,7 +98,11 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
             let started = Instant::now();
             match session(&config, &mut publisher).await {
                 Ok(()) => log::info!("control plane closed the stream; reconnecting"),
-                Err(e) => log::info!("control plane {}: {e}; retrying in {backoff:?}", config.url),
+                // A refused token does not fix itself: worth a warning, not an info line.
+                Err(e) if e.starts_with("refused") => {
+                    log::warn!("control plane {}: {e}; retrying in {backoff:?}", config.target.url)
+                }
+                Err(e) => log::info!("control plane {}: {e}; retrying in {backoff:?}", config.target.url),
             }
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
@@ -111,7 +114,7 @@ pub fn run(config: LinkConfig, mut publisher: TablePublisher) {
 }
 
 async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<(), String> {
-    let mut client = super::client::connect(&config.url, super::client::Use::Watch).await?;
+    let mut client = super::client::connect(&config.target, super::client::Use::Watch).await?;
     let have = publisher.shard_versions().into_iter().min().unwrap_or(0);
     let have_digest = publisher.current().map(|t| t.digest().to_vec()).unwrap_or_default();
     let request = grpc::WatchRequest {
@@ -120,10 +123,10 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
         have_version: have,
         have_digest,
     };
-    let mut stream = client.watch(request).await.map_err(|e| e.message().to_string())?.into_inner();
-    log::info!("connected to control plane {} as {}", config.url, config.id);
+    let mut stream = client.watch(request).await.map_err(|e| proto::client::status_text(&e))?.into_inner();
+    log::info!("connected to control plane {} as {}", config.target.url, config.id);
     ack(&mut client, config, publisher).await?;
-    while let Some(update) = stream.message().await.map_err(|e| e.message().to_string())? {
+    while let Some(update) = stream.message().await.map_err(|e| proto::client::status_text(&e))? {
         let started = Instant::now();
         let shards = publisher.shards.len();
         let table = match LoadedTable::load(&update.table, publisher.current().as_deref(), shards) {
@@ -156,7 +159,7 @@ async fn session(config: &LinkConfig, publisher: &mut TablePublisher) -> Result<
 }
 
 async fn ack(
-    client: &mut ControlClient<tonic::transport::Channel>,
+    client: &mut proto::client::Client,
     config: &LinkConfig,
     publisher: &TablePublisher,
 ) -> Result<(), String> {
@@ -170,5 +173,5 @@ async fn ack(
         .ack(grpc::AckRequest { dataplane_id: config.id.clone(), shards })
         .await
         .map(|_| ())
-        .map_err(|e| e.message().to_string())
+        .map_err(|e| proto::client::status_text(&e))
 }

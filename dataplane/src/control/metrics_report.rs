@@ -4,12 +4,12 @@
 
 use crate::observe::metrics::registry::{Method, Registry};
 use hdrhistogram::Histogram;
-use proto::grpc::{self, control_client::ControlClient};
+use proto::grpc;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct MetricsReporter {
-    pub control_plane: String,
+    pub control_plane: super::client::Target,
     pub dataplane_id: String,
     /// One per process start, so the control plane replaces this run's previous report.
     pub instance: String,
@@ -28,7 +28,7 @@ pub fn start(reporter: MetricsReporter) -> Result<(), String> {
 }
 
 async fn run(reporter: MetricsReporter) {
-    let mut client: Option<ControlClient<tonic::transport::Channel>> = None;
+    let mut client: Option<proto::client::Client> = None;
     loop {
         tokio::time::sleep(reporter.interval).await;
         let methods = reporter.registry.read(|methods| methods.iter().map(|m| to_proto(m)).collect());

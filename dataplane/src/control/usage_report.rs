@@ -14,7 +14,6 @@ use crate::limits::quota;
 use crate::table::{CurrentTable, LoadedTable};
 use prost::Message;
 use proto::grpc;
-use proto::grpc::control_client::ControlClient;
 use proto::quota::Rule;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -238,7 +237,7 @@ impl Ledger {
 }
 
 pub struct ReporterConfig {
-    pub control_plane: Option<String>,
+    pub control_plane: Option<super::client::Target>,
     /// Where unanswered reports are kept; `None`: in memory only.
     pub state_dir: Option<PathBuf>,
     pub instance: String,
@@ -322,7 +321,7 @@ struct Reporter {
     ledger: Ledger,
     table: CurrentTable,
     pending_path: Option<PathBuf>,
-    client: Option<ControlClient<tonic::transport::Channel>>,
+    client: Option<proto::client::Client>,
     /// The pending usage last written, to skip identical rewrites.
     saved: Option<grpc::PendingUsage>,
     /// The table whose cells are tracked (its address).
@@ -364,14 +363,15 @@ impl Reporter {
 
     async fn exchange(&mut self, now: i64) -> Result<(), String> {
         if self.client.is_none() {
-            let url = self.config.control_plane.clone().unwrap_or_default();
-            self.client = Some(super::client::connect(&url, super::client::Use::Report).await?);
+            let Some(target) = &self.config.control_plane else { return Err("no control plane".into()) };
+            self.client = Some(super::client::connect(target, super::client::Use::Report).await?);
         }
         let client = self.client.as_mut().ok_or("no client")?;
         // Drain the outbox: a backlog (after an outage) goes out report by report.
         loop {
             let report = self.ledger.next_report();
-            let totals = client.report_usage(report.clone()).await.map_err(|s| s.message().to_string())?;
+            let totals =
+                client.report_usage(report.clone()).await.map_err(|s| proto::client::status_text(&s))?;
             self.ledger.answered(&report, totals.into_inner(), now);
             if report.sequence == 0 || self.ledger.outbox.is_empty() {
                 return Ok(());

@@ -158,7 +158,7 @@ fn a_restarted_data_plane_serves_its_last_table_without_the_control_plane() {
     }
     cp.kill9();
     let options =
-        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() };
+        DataplaneOptions { control_plane: Some((cp.link(), state.0.clone())), ..DataplaneOptions::default() };
     let dp = Dataplane::start_with("", options);
     assert_eq!(dp.admin_get("/readyz").0, 200);
     assert_eq!(dp.client().get("localhost", "/v").text(), "v7");
@@ -173,6 +173,7 @@ fn the_control_plane_loses_no_acknowledged_change_on_kill_9() {
     let data = work.0.join("data");
     let mut cp = ControlPlane::start(&data);
     let url = cp.url();
+    let config = cp.admin_config();
     let dir = work.0.clone();
     let applier = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
@@ -182,13 +183,10 @@ fn the_control_plane_loses_no_acknowledged_change_on_kill_9() {
                 "kind: Api\nname: api{i}\nroutes:\n  GET /x: {{ integration: {{ type: MOCK }} }}\n---\nkind: Stage\napi: api{i}\nname: s\n"
             );
             std::fs::write(&file, manifest).unwrap();
-            let (code, _, _) = gateway_tests::process::controlctl(&[
-                "--server",
-                &url,
-                "apply",
-                "-f",
-                file.to_str().unwrap(),
-            ]);
+            let (code, _, _) = gateway_tests::process::controlctl_as(
+                &config,
+                &["--server", &url, "apply", "-f", file.to_str().unwrap()],
+            );
             if code == 0 {
                 acknowledged.push(i);
             } else {
@@ -310,7 +308,7 @@ fn broken_manifests_are_refused_word_for_word() {
     );
     let (code, out, _) = cp.ctl(&["get", "api"]);
     assert_eq!((code, out.as_str()), (0, "KIND   NAME   DETAILS\n"), "nothing was stored");
-    let (code, _, err) = cp.ctl(&["--server", "http://127.0.0.1:1", "get", "api"]);
+    let (code, _, err) = cp.ctl(&["--server", "https://127.0.0.1:1", "get", "api"]);
     assert_eq!(code, 2, "{err}");
 }
 
@@ -522,7 +520,7 @@ fn a_duplicate_data_plane_id_is_refused() {
     let origin = Origin::start();
     let start = |state: &TempDir| {
         let options = DataplaneOptions {
-            control_plane: Some((cp.url(), state.0.clone())),
+            control_plane: Some((cp.link(), state.0.clone())),
             extra_args: vec!["--id".into(), "edge-1".into()],
             ..DataplaneOptions::default()
         };

@@ -137,7 +137,11 @@ fn corrupt_stored_state_is_reported_with_its_path_and_left_in_place() {
     let state = TempDir::new("dp-corrupt");
     let table = state.0.join("table.bin");
     std::fs::write(&table, b"GWTABLE2 but not really").unwrap();
-    let unreachable = format!("http://127.0.0.1:{}", crate::dead_port());
+    let unreachable = gateway_tests::process::ControlPlaneLink {
+        url: format!("https://127.0.0.1:{}", crate::dead_port()),
+        ca: None,
+        token_file: None,
+    };
     let dp = Dataplane::start_with(
         "",
         DataplaneOptions {

@@ -14,6 +14,7 @@ mod memory;
 mod metrics;
 mod proxy;
 mod routing;
+mod security;
 mod throttle;
 mod tls;
 mod upgrade;
@@ -118,7 +119,7 @@ pub fn follower(cp: &ControlPlane, state: &TempDir) -> Dataplane {
 pub fn follower_with(cp: &ControlPlane, state: &TempDir, options: DataplaneOptions) -> Dataplane {
     let dp = Dataplane::start_with(
         "",
-        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..options },
+        DataplaneOptions { control_plane: Some((cp.link(), state.0.clone())), ..options },
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

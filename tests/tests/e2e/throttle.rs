@@ -107,7 +107,7 @@ fn bucket_state_survives_a_table_swap() {
     let state = TempDir::new("throttle-state");
     let dp = Dataplane::start_with(
         "",
-        DataplaneOptions { control_plane: Some((cp.url(), state.0.clone())), ..DataplaneOptions::default() },
+        DataplaneOptions { control_plane: Some((cp.link(), state.0.clone())), ..DataplaneOptions::default() },
     );
     // Wait until the control plane lists the data plane, so --wait includes it.
     for _ in 0..200 {

@@ -1,12 +1,10 @@
 //! API keys and their quota usage: `keys ...` and `usage`.
 
 use super::output::{format_errors, print_changes, print_structured, print_table};
-use super::{connect, Failure, KeysAction, Output};
+use super::{connect, Failure, KeysAction, Output, Target};
 use proto::grpc;
-use proto::grpc::control_client::ControlClient;
-use tonic::transport::Channel;
 
-pub(crate) async fn keys(server: &str, action: KeysAction) -> Result<(), Failure> {
+pub(crate) async fn keys(server: &Target, action: KeysAction) -> Result<(), Failure> {
     let mut client = connect(server).await?;
     match action {
         KeysAction::Create { name, plan, value } => {
@@ -59,11 +57,7 @@ pub(crate) async fn keys(server: &str, action: KeysAction) -> Result<(), Failure
 
 /// Re-applies a stored key with `enabled` changed. The stored value is its hash, which apply
 /// takes as it is.
-async fn set_enabled(
-    client: &mut ControlClient<Channel>,
-    name: String,
-    enabled: bool,
-) -> Result<(), Failure> {
+async fn set_enabled(client: &mut proto::client::Client, name: String, enabled: bool) -> Result<(), Failure> {
     let request = grpc::GetRequest { kind: "ApiKey".into(), name };
     let objects = client.get(request).await?.into_inner().objects;
     let object = objects.first().ok_or_else(|| Failure::Refused("error: no such ApiKey".into()))?;
@@ -82,7 +76,7 @@ async fn set_enabled(
 }
 
 pub(crate) async fn usage(
-    server: &str,
+    server: &Target,
     name: String,
     from: Option<String>,
     to: Option<String>,

@@ -1,7 +1,13 @@
 //! `controlctl`: the gateway's command-line client, in the manner of kubectl.
 //!
 //! Exit codes: 0 success; 1 refused (invalid manifest, not found, conflict, --wait timed out);
-//! 2 usage error or the control plane cannot be reached.
+//! 2 usage error, the control plane cannot be reached, or it refused the caller
+//! (unauthenticated, or a role without the permission).
+//!
+//! Where to connect and as whom: `--server` (or `$CONTROLCTL_SERVER`) and `$CONTROLCTL_TOKEN`
+//! override the context (`--context`, else the current one) of the configuration file
+//! (`$CONTROLCTL_CONFIG`, default `~/.config/controlctl/config`; the control plane writes one
+//! for its admin as `DATA_DIR/admin.conf`).
 
 mod keys;
 mod manifests;
@@ -9,13 +15,12 @@ mod metrics;
 mod objects;
 mod output;
 mod status;
+mod tokens;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use proto::grpc::control_client::ControlClient;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,9 +28,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "controlctl", version, about = "Manage the gateway like kubectl manages a cluster")]
 struct Cli {
-    /// Control plane URL [env: CONTROLCTL_SERVER; default http://127.0.0.1:7000].
+    /// Control plane URL [env: CONTROLCTL_SERVER; default: the context's, else
+    /// https://127.0.0.1:7000].
     #[arg(long, global = true)]
     server: Option<String>,
+    /// The configuration context to use (default: the current one).
+    #[arg(long, global = true)]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,6 +148,11 @@ enum Command {
         #[arg(long)]
         iterations: Option<u64>,
     },
+    /// The control plane's bearer tokens (admin only): create (shown once), list, revoke.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
     /// The stage response cache.
     Cache {
         #[command(subcommand)]
@@ -171,6 +185,20 @@ enum CacheAction {
 }
 
 #[derive(Subcommand)]
+enum TokensAction {
+    /// Make a token; it is printed once.
+    Create {
+        name: String,
+        #[arg(long, value_enum)]
+        role: controlplane::auth::Role,
+    },
+    /// List tokens (names and roles; only hashes are stored).
+    List,
+    /// Revoke a token: its next call is refused.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// Create a key; without --value one is generated and printed once.
     Create {
@@ -198,6 +226,8 @@ enum KeysAction {
 enum Failure {
     Refused(String),
     Unreachable(String),
+    /// The control plane refused the caller (exit 2).
+    Denied(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -206,6 +236,8 @@ impl From<tonic::Status> for Failure {
             tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
                 Failure::Unreachable(s.message().to_string())
             }
+            tonic::Code::Unauthenticated => Failure::Denied(format!("not authenticated: {}", s.message())),
+            tonic::Code::PermissionDenied => Failure::Denied(format!("permission denied: {}", s.message())),
             _ => Failure::Refused(format!("error: {}", s.message())),
         }
     }
@@ -213,14 +245,16 @@ impl From<tonic::Status> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = cli
-        .server
-        .clone()
-        .or_else(|| std::env::var("CONTROLCTL_SERVER").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:7000".into());
     if let Command::Compile { file, output, version } = &cli.command {
         return manifests::compile_offline(file, output, *version);
     }
+    let target = match target(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -228,33 +262,59 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli.command, server)) {
+    match runtime.block_on(run(cli.command, target)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(m)) => {
             eprintln!("{m}");
             ExitCode::from(1)
         }
-        Err(Failure::Unreachable(m)) => {
+        Err(Failure::Unreachable(m) | Failure::Denied(m)) => {
             eprintln!("error: {m}");
             ExitCode::from(2)
         }
     }
 }
 
-async fn connect(server: &str) -> Result<ControlClient<Channel>, Failure> {
-    let endpoint = Channel::from_shared(server.to_string())
-        .map_err(|e| Failure::Unreachable(format!("bad server URL '{server}': {e}")))?
+/// A control plane and what to present to it.
+pub(crate) struct Target {
+    url: String,
+    credentials: proto::client::Credentials,
+}
+
+/// The flags and environment over the configuration file's context.
+fn target(cli: &Cli) -> Result<Target, String> {
+    use controlplane::client_config::{default_path, ClientConfig};
+    let config = match default_path() {
+        Some(path) => ClientConfig::load(&path)?,
+        None => ClientConfig::default(),
+    };
+    let context = config.context(cli.context.as_deref())?;
+    let url = cli
+        .server
+        .clone()
+        .or_else(|| std::env::var("CONTROLCTL_SERVER").ok())
+        .or_else(|| context.map(|c| c.server.clone()))
+        .unwrap_or_else(|| "https://127.0.0.1:7000".into());
+    let ca_pem = match context {
+        Some(c) => c.ca_pem()?,
+        None => None,
+    };
+    let token = std::env::var("CONTROLCTL_TOKEN").ok().or_else(|| context.and_then(|c| c.token.clone()));
+    Ok(Target { url, credentials: proto::client::Credentials { ca_pem, token } })
+}
+
+async fn connect(server: &Target) -> Result<proto::client::Client, Failure> {
+    let unreachable =
+        |e: String| Failure::Unreachable(format!("cannot reach the control plane at {}: {e}", server.url));
+    let endpoint = proto::client::endpoint(&server.url, &server.credentials)
+        .map_err(Failure::Unreachable)?
         .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| Failure::Unreachable(format!("cannot reach the control plane at {server}: {e}")))?;
-    Ok(ControlClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20))
+    proto::client::connect(endpoint, &server.credentials, 256 << 20).await.map_err(unreachable)
 }
 
 /// One command group per module; this only dispatches.
-async fn run(command: Command, server: String) -> Result<(), Failure> {
-    let server = server.as_str();
+async fn run(command: Command, server: Target) -> Result<(), Failure> {
+    let server = &server;
     match command {
         Command::Apply { file, dry_run, wait, timeout_secs } => {
             manifests::apply(server, &file, dry_run, wait, timeout_secs).await
@@ -265,6 +325,7 @@ async fn run(command: Command, server: String) -> Result<(), Failure> {
         Command::Deploy { api, stage, description } => objects::deploy(server, api, stage, description).await,
         Command::Rollback { api, stage, to } => objects::rollback(server, api, stage, to).await,
         Command::Deployments { api, stage, output } => objects::deployments(server, api, stage, output).await,
+        Command::Tokens { action } => tokens::tokens(server, action).await,
         Command::Cache { action: CacheAction::Flush { api, stage, timeout_secs } } => {
             objects::flush_cache(server, api, stage, timeout_secs).await
         }

@@ -2,14 +2,14 @@
 
 use super::output::{format_errors, print_changes};
 use super::status::wait_for;
-use super::{connect, Failure};
+use super::{connect, Failure, Target};
 use proto::grpc;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 pub(crate) async fn apply(
-    server: &str,
+    server: &Target,
     file: &Path,
     dry_run: bool,
     wait: bool,
@@ -57,7 +57,7 @@ pub(crate) fn read_files(path: &Path) -> Result<Vec<grpc::ManifestFile>, Failure
 }
 
 /// Compares each object in the manifests with the stored one, field by field.
-pub(crate) async fn diff(server: &str, file: &Path) -> Result<(), Failure> {
+pub(crate) async fn diff(server: &Target, file: &Path) -> Result<(), Failure> {
     let manifest = controlplane::load_manifests(file).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("error: {e}")).collect();
         Failure::Refused(lines.join("\n"))

@@ -1,13 +1,13 @@
 //! Per-method metrics: `metrics` once, `top` refreshed in place.
 
 use super::output::{print_structured, print_table};
-use super::{connect, Failure, Output};
+use super::{connect, Failure, Output, Target};
 use controlplane::metrics_table;
 use proto::grpc;
 use std::time::{Duration, Instant};
 
 pub(crate) async fn metrics(
-    server: &str,
+    server: &Target,
     api: Option<String>,
     stage: Option<String>,
     output: Output,
@@ -26,7 +26,7 @@ pub(crate) async fn metrics(
 }
 
 pub(crate) async fn top(
-    server: &str,
+    server: &Target,
     api: Option<String>,
     stage: Option<String>,
     interval: f64,

@@ -3,12 +3,12 @@
 
 use super::output::{format_ms, print_changes, print_structured, print_table};
 use super::status::wait_for;
-use super::{connect, Failure, Output};
+use super::{connect, Failure, Output, Target};
 use proto::grpc;
 use std::time::Duration;
 
 pub(crate) async fn get(
-    server: &str,
+    server: &Target,
     kind: String,
     name: Option<String>,
     output: Output,
@@ -31,7 +31,7 @@ pub(crate) async fn get(
     Ok(())
 }
 
-pub(crate) async fn delete(server: &str, kind: String, name: String) -> Result<(), Failure> {
+pub(crate) async fn delete(server: &Target, kind: String, name: String) -> Result<(), Failure> {
     let mut client = connect(server).await?;
     let resp = client.delete(grpc::DeleteRequest { kind, name }).await?.into_inner();
     print_changes(&resp.changes, "");
@@ -39,7 +39,7 @@ pub(crate) async fn delete(server: &str, kind: String, name: String) -> Result<(
 }
 
 pub(crate) async fn deploy(
-    server: &str,
+    server: &Target,
     api: String,
     stage: String,
     description: String,
@@ -51,7 +51,7 @@ pub(crate) async fn deploy(
 }
 
 pub(crate) async fn rollback(
-    server: &str,
+    server: &Target,
     api: String,
     stage: String,
     to: Option<String>,
@@ -64,7 +64,7 @@ pub(crate) async fn rollback(
 }
 
 pub(crate) async fn deployments(
-    server: &str,
+    server: &Target,
     api: String,
     stage: String,
     output: Output,
@@ -102,7 +102,7 @@ pub(crate) async fn deployments(
 }
 
 pub(crate) async fn flush_cache(
-    server: &str,
+    server: &Target,
     api: String,
     stage: String,
     timeout_secs: u64,

@@ -1,13 +1,11 @@
 //! What the data planes serve: `status`, and waiting for a version (`--wait`).
 
 use super::output::{print_structured, print_table};
-use super::{connect, Failure, Output};
+use super::{connect, Failure, Output, Target};
 use proto::grpc;
-use proto::grpc::control_client::ControlClient;
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
-pub(crate) async fn status(server: &str, output: Output) -> Result<(), Failure> {
+pub(crate) async fn status(server: &Target, output: Output) -> Result<(), Failure> {
     let mut client = connect(server).await?;
     let status = client.status(grpc::StatusRequest {}).await?.into_inner();
     match output {
@@ -43,7 +41,7 @@ pub(crate) async fn status(server: &str, output: Output) -> Result<(), Failure> 
 
 /// Waits until every connected data plane reports every shard at `version` or later.
 pub(crate) async fn wait_for(
-    client: &mut ControlClient<Channel>,
+    client: &mut proto::client::Client,
     version: u64,
     timeout: Duration,
 ) -> Result<(), Failure> {
