@@ -598,6 +598,19 @@ pub struct Upstream {
     /// Host name or IP literal, as written in the URI.
     pub host: String,
     pub port: u16,
+    /// For an `https://` URI: how the upstream's certificate is verified.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// AWS's `tlsConfig` for an HTTPS integration.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The name sent as SNI and checked against the certificate (the URI's host by default).
+    pub server_name: String,
+    /// CA certificates (DER) the upstream's chain must reach; empty: the system's roots.
+    pub ca_bundle: Vec<Vec<u8>>,
+    /// AWS's `insecureSkipVerification`: any certificate is taken (the handshake still is TLS).
+    pub insecure_skip_verification: bool,
 }
 
 /// Why table bytes could not be loaded.

@@ -233,7 +233,7 @@ mod tests {
         let stage = &table.stages[0];
         assert_eq!((stage.api.as_str(), stage.name.as_str()), ("petstore", "prod"));
         assert_eq!(stage.routes.routes.len(), 5);
-        assert_eq!(table.upstreams, vec![Upstream { host: "127.0.0.1".into(), port: 9000 }]);
+        assert_eq!(table.upstreams, vec![Upstream { host: "127.0.0.1".into(), port: 9000, tls: None }]);
         let by_pet = stage.routes.routes.iter().find(|r| r.key == "GET /pets/{petId}").unwrap();
         let Integration::Http(http) = &by_pet.integration else { panic!("not http") };
         assert_eq!(http.path, vec![UriPart::Literal("/pets/".into()), UriPart::Param(0)]);
@@ -282,12 +282,12 @@ mod tests {
         );
         assert_eq!(errors("kind: Gateway\n"), vec!["m.yaml:1: kind: unknown kind 'Gateway'; one of Account, Api, Stage, Domain, Certificate, UsagePlan, ApiKey"]);
         assert_eq!(errors("kind: Stage\napi: nope\nname: s\n"), vec!["m.yaml:2: api: no Api named 'nope'"]);
-        let bad_routes = "kind: Api\nname: a\nroutes:\n  FETCH /x: { integration: { type: MOCK } }\n  GET /{p+}/x: { integration: { type: MOCK } }\n  GET /y: { integration: { type: HTTP, uri: \"https://h/\" } }\n---\nkind: Stage\napi: a\nname: s\n";
+        let bad_routes = "kind: Api\nname: a\nroutes:\n  FETCH /x: { integration: { type: MOCK } }\n  GET /{p+}/x: { integration: { type: MOCK } }\n  GET /y: { integration: { type: HTTP, uri: \"http://h/\", tls: { insecureSkipVerification: true } } }\n---\nkind: Stage\napi: a\nname: s\n";
         assert_eq!(
             errors(bad_routes),
             vec![
                 "m.yaml:4: routes[\"FETCH /x\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
-                "m.yaml:6: routes[\"GET /y\"].integration.uri: 'https://h/': https upstreams are not supported yet; use http://",
+                "m.yaml:6: routes[\"GET /y\"].integration.tls: only an https:// uri has TLS settings",
                 "m.yaml:5: routes[\"GET /{p+}/x\"]: a greedy '{name+}' segment must be the last",
             ]
         );
@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(
             all,
             vec![
-                "m.yaml:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`; did you mean `response`?",
+                "m.yaml:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`, `tls`; did you mean `response`?",
                 "m.yaml:15: routes[\"GET /y\"].integration.uri: stage variable 'nope' is not set on this stage",
                 "m.yaml:6: routes[\"FETCH /w\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY",
                 "m.yaml:9: routes[\"GET /x\"].integration.uri: required for HTTP integrations",
@@ -359,8 +359,9 @@ mod tests {
             vec![UriPart::Literal("/a/".into()), UriPart::Param(0), UriPart::Literal("?q=1".into())]
         );
         assert!(split_template("/a/{nope}", &params).is_err());
-        assert_eq!(split_http_uri("http://h:81").unwrap(), ("h".into(), 81, String::new()));
-        assert_eq!(split_http_uri("http://[::1]:82/x").unwrap(), ("[::1]".into(), 82, "/x".into()));
+        assert_eq!(split_http_uri("http://h:81").unwrap(), ("h".into(), 81, String::new(), false));
+        assert_eq!(split_http_uri("http://[::1]:82/x").unwrap(), ("[::1]".into(), 82, "/x".into(), false));
+        assert_eq!(split_http_uri("https://h/x").unwrap(), ("h".into(), 443, "/x".into(), true));
         assert!(split_http_uri("http://h:0/").is_err());
         assert!(split_http_uri("ftp://h/").is_err());
         assert!(split_http_uri("http://h/a b").is_err());

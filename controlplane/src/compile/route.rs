@@ -152,7 +152,7 @@ fn compile_integration(
                 i.uri.as_deref().ok_or((".uri".to_string(), "required for HTTP integrations".to_string()))?;
             let uses_variables = uri.contains("${stageVariables.");
             let uri = substitute_stage_variables(uri, variables).map_err(|e| (".uri".to_string(), e))?;
-            let (host, port, path) = match split_http_uri(&uri) {
+            let (host, port, path, https) = match split_http_uri(&uri) {
                 Ok(split) => split,
                 // Checked without a stage, a URI made of variables (a host, a port, the whole
                 // URI) cannot be judged yet: each stage that serves it checks it with its values.
@@ -168,10 +168,13 @@ fn compile_integration(
                         .ok_or((".method".to_string(), format!("unknown method '{m}'")))?,
                 ),
             };
-            let upstream = match upstreams.iter().position(|u| u.host == host && u.port == port) {
+            let tls =
+                upstream_tls(i.tls.as_ref(), &host, https).map_err(|(at, e)| (format!(".tls{at}"), e))?;
+            let wanted = Upstream { host, port, tls };
+            let upstream = match upstreams.iter().position(|u| *u == wanted) {
                 Some(i) => i,
                 None => {
-                    upstreams.push(Upstream { host, port });
+                    upstreams.push(wanted);
                     upstreams.len() - 1
                 }
             };
@@ -186,17 +189,64 @@ fn compile_integration(
     }
 }
 
-/// Splits `http://host[:port]/path?query` into host, port and the path-and-query.
 /// What an integration compiles to when it can only be checked with a stage's variables.
 fn unchecked() -> Integration {
     Integration::Mock(MockIntegration { status: 200, headers: Vec::new(), body: Vec::new() })
 }
 
-pub(super) fn split_http_uri(uri: &str) -> Result<(String, u16, String), String> {
-    if uri.starts_with("https://") {
-        return Err(format!("'{uri}': https upstreams are not supported yet; use http://"));
+/// An HTTPS upstream's verification settings (none for `http://`, where `tls` is an error).
+fn upstream_tls(
+    tls: Option<&manifest::IntegrationTls>,
+    host: &str,
+    https: bool,
+) -> Result<Option<table::UpstreamTls>, (String, String)> {
+    if !https {
+        return match tls {
+            Some(_) => Err((String::new(), "only an https:// uri has TLS settings".into())),
+            None => Ok(None),
+        };
     }
-    let rest = uri.strip_prefix("http://").ok_or_else(|| format!("'{uri}' is not an http:// URI"))?;
+    let default =
+        manifest::IntegrationTls { ca_bundle: None, server_name: None, insecure_skip_verification: false };
+    let tls = tls.unwrap_or(&default);
+    let server_name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_string());
+    if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        return Err((".serverName".into(), format!("'{server_name}' is not a DNS name or IP address")));
+    }
+    let mut ca_bundle = Vec::new();
+    if let Some(pem) = &tls.ca_bundle {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            match cert {
+                Ok(der) => ca_bundle.push(der.to_vec()),
+                Err(e) => return Err((".caBundle".into(), format!("unreadable PEM: {e}"))),
+            }
+        }
+        if ca_bundle.is_empty() {
+            return Err((
+                ".caBundle".into(),
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) found".into(),
+            ));
+        }
+    }
+    Ok(Some(table::UpstreamTls {
+        server_name: server_name.to_ascii_lowercase(),
+        ca_bundle,
+        insecure_skip_verification: tls.insecure_skip_verification,
+    }))
+}
+
+/// Splits `http[s]://host[:port]/path?query` into host, port, the path-and-query, and whether
+/// it is HTTPS.
+pub(super) fn split_http_uri(uri: &str) -> Result<(String, u16, String, bool), String> {
+    let (rest, https) = match (uri.strip_prefix("http://"), uri.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(format!("'{uri}' is not an http:// or https:// URI")),
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -228,13 +278,14 @@ pub(super) fn split_http_uri(uri: &str) -> Result<(String, u16, String), String>
         return Err(format!("'{uri}': {c:?} cannot appear in a request target; percent-encode it"));
     }
     let port = match port {
+        None if https => 443,
         None => 80,
         Some(p) => {
             p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{uri}': bad port '{p}'"))?
         }
     };
     let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
-    Ok((host, port, path))
+    Ok((host, port, path, https))
 }
 
 /// Splits a path template into literal parts and `{param}` references.

@@ -92,6 +92,25 @@ pub struct Integration {
     pub timeout: Option<DurationText>,
     #[serde(default)]
     pub response: Option<MockResponse>,
+    /// For `https://` URIs, as AWS's `tlsConfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IntegrationTls>,
+}
+
+/// How an HTTPS upstream's certificate is verified.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IntegrationTls {
+    /// PEM CA certificates to verify against instead of the system's roots (a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// The name to send as SNI and verify (AWS's `serverNameToVerify`); the URI's host
+    /// by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Take any certificate (AWS's `insecureSkipVerification`).
+    #[serde(default)]
+    pub insecure_skip_verification: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

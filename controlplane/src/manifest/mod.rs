@@ -16,7 +16,8 @@ mod usage_plan;
 
 pub use account::{Account, Throttle};
 pub use api::{
-    Api, Integration, IntegrationType, MockResponse, Protocol, Route, RouteCache, UnauthorizedHandling,
+    Api, Integration, IntegrationTls, IntegrationType, MockResponse, Protocol, Route, RouteCache,
+    UnauthorizedHandling,
 };
 pub use certificate::Certificate;
 pub use domain::{Domain, Mapping, MutualTls};

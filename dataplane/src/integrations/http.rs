@@ -25,7 +25,16 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
     let Some(addr) = x.table.upstream_addrs[upstream_index] else {
         return Err(Kind::IntegrationFailure);
     };
-    let upgrade = tunnel_requested(call);
+    let tls_config = &x.table.upstream_tls[upstream_index];
+    let upstream_tls = x.table.get().upstreams[upstream_index].tls.as_ref();
+    let secure = match (upstream_tls, tls_config) {
+        (None, _) => None,
+        (Some(tls), Some(config)) => Some(client::Secure { config, server_name: tls.server_name.as_str() }),
+        // Settings this data plane could not load (logged when the table loaded).
+        (Some(_), None) => return Err(Kind::IntegrationFailure),
+    };
+    // No upgrade over TLS: the relay takes plain upstream sockets only.
+    let upgrade = secure.is_none() && tunnel_requested(call);
     build_request(call, &mut bufs.req, upgrade);
     if !bufs.settle(&x.shard.stats.memory) {
         x.shard.stats.memory.refuse();
@@ -37,7 +46,7 @@ pub async fn fetch(call: &Call<'_, '_>, bufs: &mut UpstreamBuffers) -> Result<cl
     let head_request = x.head().method == "HEAD" && integration.method.is_none();
     let upstream = Client { pool: &x.shard.upstreams, stats: &x.shard.stats };
     let asks = client::Asks { head_request, upgrade };
-    let exchange = client::exchange(upstream, addr, bufs, asks, connect_timeout);
+    let exchange = client::exchange(upstream, addr, secure, bufs, asks, connect_timeout);
     let started = std::time::Instant::now();
     let result = monoio::time::timeout(timeout, exchange).await;
     let trail = x.common.trail;
@@ -143,7 +152,8 @@ fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>, upgrade: bool) {
     req.extend_from_slice(upstream.host.as_bytes());
     let port = upstream.port.to_native();
     let mut digits = itoa::Buffer::new();
-    if port != 80 {
+    let default_port = if upstream.tls.is_some() { 443 } else { 80 };
+    if port != default_port {
         req.push(b':');
         req.extend_from_slice(digits.format(port).as_bytes());
     }

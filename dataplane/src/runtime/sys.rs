@@ -131,3 +131,26 @@ pub fn fill_io_buf<T: monoio::buf::IoBufMut>(buf: &mut T, src: &[u8]) -> usize {
     }
     n
 }
+
+/// Reads what a socket has already received into the spare capacity of `buf`, without
+/// waiting: `None` when nothing is there, `Some(0)` at end of stream.
+pub fn recv_nonblocking(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let spare = buf.capacity() - buf.len();
+    if spare == 0 {
+        return Ok(None);
+    }
+    // SAFETY: recv(2) writes at most `spare` bytes at the end of the vector's initialised
+    // part, all within its allocation; MSG_DONTWAIT returns at once; the vector's length is
+    // raised by exactly the bytes written.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().add(buf.len()).cast(), spare, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: recv initialised these `n` bytes.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(Some(n as usize))
+}

@@ -21,6 +21,11 @@ pub struct LoadedTable {
     bytes: TableBytes,
     /// Resolved address per upstream index; `None` when the name did not resolve.
     pub upstream_addrs: Vec<Option<SocketAddr>>,
+    /// The TLS client configuration per upstream index, for `https://` upstreams (`None` for
+    /// plain ones, or when the settings could not be loaded: its routes answer 502). The same
+    /// settings keep the same configuration across tables, and with it the sessions it can
+    /// resume.
+    pub upstream_tls: Vec<Option<Arc<rustls::ClientConfig>>>,
     /// Throttle state per limit index, shared by all shards.
     pub limits: Vec<Arc<limit::Cell>>,
     /// Quota count per API key index, for keys whose plan has a quota.
@@ -29,6 +34,54 @@ pub struct LoadedTable {
     pub caches: Vec<Option<Arc<Store>>>,
     /// The HTTPS sites of the table's domains (resumption carried from the previous table).
     pub tls: crate::tls::sites::Sites,
+}
+
+/// The TLS client configurations of the table's HTTPS upstreams; one whose settings `previous`
+/// also has is the very same configuration.
+fn upstream_tls(
+    table: &ArchivedTable,
+    previous: Option<&LoadedTable>,
+) -> Vec<Option<Arc<rustls::ClientConfig>>> {
+    // The settings as bytes: archived values have no Hash.
+    let identity = |tls: &table::ArchivedUpstreamTls| {
+        let mut key = vec![u8::from(tls.insecure_skip_verification)];
+        key.extend_from_slice(tls.server_name.as_bytes());
+        key.push(0);
+        for ca in tls.ca_bundle.iter() {
+            key.extend_from_slice(&(ca.len() as u32).to_le_bytes());
+            key.extend_from_slice(ca);
+        }
+        key
+    };
+    let mut known: HashMap<Vec<u8>, Arc<rustls::ClientConfig>> = HashMap::new();
+    if let Some(p) = previous {
+        for (u, config) in p.get().upstreams.iter().zip(&p.upstream_tls) {
+            if let (Some(tls), Some(config)) = (u.tls.as_ref(), config) {
+                known.insert(identity(tls), config.clone());
+            }
+        }
+    }
+    table
+        .upstreams
+        .iter()
+        .map(|u| {
+            let tls = u.tls.as_ref()?;
+            if let Some(config) = known.get(&identity(tls)) {
+                return Some(config.clone());
+            }
+            match crate::tls::connect::client_config(tls) {
+                Ok(config) => Some(Arc::new(config)),
+                Err(e) => {
+                    log::warn!(
+                        "upstream {}:{}: TLS settings unusable ({e}); its routes answer 502",
+                        u.host,
+                        u.port
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// What identifies a key's quota count across tables: the same key in the same plan, with
@@ -112,7 +165,8 @@ impl LoadedTable {
             .collect();
         let caches = carry_caches(bytes.get(), previous, shards);
         let tls = crate::tls::sites::Sites::build(bytes.get(), previous.map(|p| &p.tls));
-        Ok(LoadedTable { bytes, upstream_addrs, limits, quotas, caches, tls })
+        let upstream_tls = upstream_tls(bytes.get(), previous);
+        Ok(LoadedTable { bytes, upstream_addrs, upstream_tls, limits, quotas, caches, tls })
     }
 
     pub fn get(&self) -> &ArchivedTable {

@@ -79,6 +79,19 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
         }
     };
     conn.set_buffer_limit(Some(SEND_LIMIT));
+    let mut conn = rustls::Connection::Server(conn);
+    finish_handshake(&mut tcp, &mut conn, &mut incoming).await?;
+    let session = Session::of(&conn, site);
+    Ok((TlsStream::new(tcp, conn, incoming), session))
+}
+
+/// Drives a handshake to its end, either side: writes what rustls wants sent, reads what it
+/// wants to read. A refusal sends rustls' alert before it returns.
+pub async fn finish_handshake(
+    tcp: &mut TcpStream,
+    conn: &mut rustls::Connection,
+    incoming: &mut Incoming,
+) -> Result<(), HandshakeError> {
     let mut outgoing = Vec::new();
     let mut result = conn.process_new_packets().map(|_| ());
     loop {
@@ -98,14 +111,14 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
             return Err(HandshakeError::Refused(e));
         }
         if !conn.is_handshaking() {
-            break;
+            return Ok(());
         }
-        match incoming.fill(&mut tcp).await {
+        match incoming.fill(tcp).await {
             Ok(0) => return Err(HandshakeError::Closed),
             Ok(_) => {}
             Err(e) => return Err(HandshakeError::Io(e)),
         }
-        result = incoming.feed(&mut conn).map_err(|e| match e.into_inner() {
+        result = incoming.feed(conn).map_err(|e| match e.into_inner() {
             Some(inner) => match inner.downcast::<rustls::Error>() {
                 Ok(tls) => *tls,
                 Err(other) => rustls::Error::General(other.to_string()),
@@ -113,8 +126,6 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
             None => rustls::Error::General("unreadable record".into()),
         });
     }
-    let session = Session::of(&conn, site);
-    Ok((TlsStream::new(tcp, conn, incoming), session))
 }
 
 impl Incoming {
@@ -136,7 +147,7 @@ impl Incoming {
 /// What the handshake settled, for the request phases: the site it was for and the client's
 /// certificate.
 impl Session {
-    fn of(conn: &rustls::ServerConnection, site: &Site) -> Session {
+    fn of(conn: &rustls::Connection, site: &Site) -> Session {
         let client_cert = conn.peer_certificates().and_then(|chain| chain.first()).and_then(|leaf| {
             let facts = proto::certificate::facts(leaf.as_ref()).ok()?;
             Some(super::ClientCert {

@@ -1,9 +1,11 @@
 //! HTTPS termination with rustls: the sites a table's certificates make ([`sites`]), the
 //! handshake that picks one by server name ([`accept`]), and the stream the connection loop
-//! reads and writes through afterwards ([`stream`]). What a handshake settled reaches the
+//! reads and writes through afterwards ([`stream`]); and the client side for HTTPS upstreams
+//! ([`connect`]). What a handshake settled reaches the
 //! request phases as a [`Session`].
 
 pub mod accept;
+pub mod connect;
 pub mod sites;
 pub mod stream;
 

@@ -18,9 +18,10 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::ServerConnection;
+use rustls::Connection;
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 /// Ciphertext read at once: one full TLS record and its header.
@@ -30,7 +31,7 @@ const RECORD: usize = 16 * 1024 + 512;
 pub const SEND_LIMIT: usize = 64 * 1024;
 
 /// The rustls connection both halves of a split stream use, each only between its awaits.
-type Shared = Rc<RefCell<ServerConnection>>;
+type Shared = Rc<RefCell<Connection>>;
 
 /// Ciphertext received and not yet handed to rustls.
 pub struct Incoming {
@@ -45,7 +46,7 @@ impl Incoming {
 
     /// Hands rustls what is buffered, processing it record by record. Stops when the buffer
     /// is empty, or when rustls' plaintext buffer is full (the rest waits for the reader).
-    pub fn feed(&mut self, session: &mut ServerConnection) -> io::Result<()> {
+    pub fn feed(&mut self, session: &mut Connection) -> io::Result<()> {
         while self.start < self.buf.len() {
             let mut unread = &self.buf[self.start..];
             match session.read_tls(&mut unread) {
@@ -164,7 +165,8 @@ async fn close<W: AsyncWriteRent>(io: &mut W, session: &Shared, outgoing: &mut V
     io.shutdown().await
 }
 
-/// A server-side TLS connection after its handshake.
+/// A TLS connection after its handshake: a client's to the gateway, or the gateway's to an
+/// HTTPS upstream.
 pub struct TlsStream {
     tcp: TcpStream,
     session: Shared,
@@ -173,7 +175,7 @@ pub struct TlsStream {
 }
 
 impl TlsStream {
-    pub fn new(tcp: TcpStream, session: ServerConnection, incoming: Incoming) -> TlsStream {
+    pub fn new(tcp: TcpStream, session: Connection, incoming: Incoming) -> TlsStream {
         TlsStream { tcp, session: Rc::new(RefCell::new(session)), incoming, outgoing: Vec::new() }
     }
 
@@ -187,8 +189,30 @@ impl TlsStream {
         &self.tcp
     }
 
-    pub fn session(&self) -> std::cell::Ref<'_, ServerConnection> {
+    pub fn session(&self) -> std::cell::Ref<'_, Connection> {
         self.session.borrow()
+    }
+
+    /// Takes what the peer sent while the connection sat idle in a pool (TLS 1.3 session
+    /// tickets, say) without waiting: false when that was application data, an alert or the
+    /// end, so the connection must not carry another request.
+    pub fn idle_is_clean(&mut self) -> bool {
+        let fd = self.tcp.as_raw_fd();
+        // A few records at most: tickets are small, and more than this is not idle.
+        while self.incoming.buf.len() < RECORD * 4 {
+            self.incoming.buf.reserve(RECORD);
+            match sys::recv_nonblocking(fd, &mut self.incoming.buf) {
+                Ok(None) => break,
+                Ok(Some(0)) | Err(_) => return false,
+                Ok(Some(_)) => {}
+            }
+        }
+        let mut s = self.session.borrow_mut();
+        if self.incoming.feed(&mut s).is_err() {
+            return false;
+        }
+        let has_plaintext = s.reader().fill_buf().map(|chunk| !chunk.is_empty());
+        matches!(has_plaintext, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Halves usable at once (the upgrade relay): each owns its socket half and buffer.

@@ -6,7 +6,8 @@
 //! fresh connection: the upstream cannot have processed a request it never answered on a
 //! connection it had already closed.
 
-use super::pool::Pool;
+use super::pool::{Pool, PoolKey};
+use super::stream::UpstreamStream;
 use crate::http1::chunked::{ChunkError, ChunkedDecoder};
 use crate::http1::response_head::{self, ResponseFraming, ResponseHead};
 use crate::runtime::memory::{Charge, MemoryBudget};
@@ -16,6 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest upstream response head.
@@ -45,6 +47,7 @@ pub struct UpstreamBuffers {
 }
 
 /// An upstream connection that switched protocols: no longer HTTP, relayed byte for byte.
+/// (Plain upstreams only: an upgrade is not asked of an HTTPS upstream.)
 pub struct Tunnel {
     pub stream: TcpStream,
     /// What the upstream sent after its 101, already read.
@@ -107,6 +110,9 @@ pub enum UpstreamError {
     Malformed(&'static str),
     /// The shard's memory budget had no room for the response.
     Overloaded,
+    /// The TLS handshake with an HTTPS upstream failed: why (an expired certificate, a wrong
+    /// name, an unknown CA, ...).
+    Tls(String),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -120,6 +126,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Io(kind) => write!(f, "connection failed: {kind}"),
             UpstreamError::Malformed(why) => write!(f, "malformed response: {why}"),
             UpstreamError::Overloaded => write!(f, "the shard's memory limit has no room for the response"),
+            UpstreamError::Tls(why) => write!(f, "TLS handshake failed: {why}"),
         }
     }
 }
@@ -141,18 +148,28 @@ pub struct Asks {
     pub upgrade: bool,
 }
 
-/// Sends `bufs.req` to `addr` and reads the response into `bufs`.
+/// How to secure a connection to an HTTPS upstream.
+#[derive(Clone, Copy)]
+pub struct Secure<'t> {
+    pub config: &'t Arc<rustls::ClientConfig>,
+    pub server_name: &'t str,
+}
+
+/// Sends `bufs.req` to `addr` (over TLS when `secure` says how) and reads the response into
+/// `bufs`.
 pub async fn exchange(
     client: Client<'_>,
     addr: SocketAddr,
+    secure: Option<Secure<'_>>,
     bufs: &mut UpstreamBuffers,
     asks: Asks,
     connect_timeout: Duration,
 ) -> Result<Response, UpstreamError> {
+    let key: PoolKey = (addr, secure.map_or(0, |s| Arc::as_ptr(s.config) as usize));
     for attempt in 0..2 {
         let pooled = {
             let mut pool = client.pool.borrow_mut();
-            let pooled = pool.take(addr, client.stats);
+            let pooled = pool.take(key, client.stats);
             client.stats.upstream_idle.store(pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
             pooled
         };
@@ -163,13 +180,13 @@ pub async fn exchange(
                 stream
             }
             None => {
-                let connect = TcpStream::connect_addr(addr);
+                // The connect timeout bounds the TCP connect and the TLS handshake together.
+                let connect = open(addr, secure);
                 let stream = match monoio::time::timeout(connect_timeout, connect).await {
                     Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return Err(UpstreamError::Connect(Some(e.kind()))),
+                    Ok(Err(e)) => return Err(e),
                     Err(_elapsed) => return Err(UpstreamError::Connect(None)),
                 };
-                let _ = stream.set_nodelay(true);
                 ShardStats::add(&client.stats.upstream_opened, 1);
                 stream
             }
@@ -185,6 +202,9 @@ pub async fn exchange(
         }
         match read_response(&mut stream, bufs, client.stats, asks).await {
             Ok((response, AfterResponse::Upgraded { head_end })) => {
+                let UpstreamStream::Plain(stream) = stream else {
+                    return Err(UpstreamError::Malformed("an upgrade over TLS"));
+                };
                 let pending = bufs.resp[head_end..].to_vec();
                 bufs.tunnel = Some(Tunnel { stream, pending });
                 return Ok(response);
@@ -195,7 +215,7 @@ pub async fn exchange(
                 }
                 if after == AfterResponse::Reusable {
                     let mut pool = client.pool.borrow_mut();
-                    pool.put(addr, stream);
+                    pool.put(key, stream);
                     client.stats.upstream_idle.store(pool.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 return Ok(response);
@@ -212,6 +232,17 @@ pub async fn exchange(
     Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof))
 }
 
+/// A new connection to `addr`, with its TLS handshake done when `secure` asks for one.
+async fn open(addr: SocketAddr, secure: Option<Secure<'_>>) -> Result<UpstreamStream, UpstreamError> {
+    let tcp = TcpStream::connect_addr(addr).await.map_err(|e| UpstreamError::Connect(Some(e.kind())))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(secure) = secure else { return Ok(UpstreamStream::Plain(tcp)) };
+    match crate::tls::connect::connect(tcp, secure.config.clone(), secure.server_name).await {
+        Ok(tls) => Ok(UpstreamStream::Tls(Box::new(tls))),
+        Err(e) => Err(UpstreamError::Tls(e.to_string())),
+    }
+}
+
 enum ReadError {
     ClosedBeforeResponse,
     Io(std::io::ErrorKind),
@@ -222,7 +253,7 @@ enum ReadError {
 /// Reads more bytes into `bufs.resp`, growing it within the shard's memory budget; `Ok(0)` is
 /// end of stream.
 async fn read_more(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     bufs: &mut UpstreamBuffers,
     memory: &MemoryBudget,
     want: usize,
@@ -244,7 +275,7 @@ async fn read_more(
 }
 
 async fn read_response(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     bufs: &mut UpstreamBuffers,
     stats: &ShardStats,
     asks: Asks,

@@ -2,16 +2,19 @@
 //! out only while it is clean (nothing unread, not closed by the peer): see
 //! [`crate::runtime::sys::idle_connection_is_clean`].
 
+use super::stream::UpstreamStream;
 use crate::runtime::stats::ShardStats;
-use crate::runtime::sys;
-use monoio::net::TcpStream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+
+/// What a pooled connection is for: the address, and how it was secured (0: plain; else the
+/// identity of the TLS configuration, which its connections keep alive, so it is not reused
+/// for another while one of them is pooled).
+pub type PoolKey = (SocketAddr, usize);
 
 /// Idle keep-alive connections per upstream address, owned by one shard.
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<TcpStream>>,
+    idle: HashMap<PoolKey, Vec<UpstreamStream>>,
     max_idle: usize,
     /// Idle connections over all upstreams.
     len: usize,
@@ -24,11 +27,11 @@ impl Pool {
 
     /// An idle connection to `addr` that is still clean (see [`sys::idle_connection_is_clean`]);
     /// the unclean ones met on the way are closed and counted.
-    pub fn take(&mut self, addr: SocketAddr, stats: &ShardStats) -> Option<TcpStream> {
-        let idle = self.idle.get_mut(&addr)?;
-        while let Some(stream) = idle.pop() {
+    pub fn take(&mut self, key: PoolKey, stats: &ShardStats) -> Option<UpstreamStream> {
+        let idle = self.idle.get_mut(&key)?;
+        while let Some(mut stream) = idle.pop() {
             self.len -= 1;
-            if sys::idle_connection_is_clean(stream.as_raw_fd()) {
+            if stream.idle_is_clean() {
                 return Some(stream);
             }
             ShardStats::add(&stats.upstream_unclean, 1);
@@ -36,8 +39,8 @@ impl Pool {
         None
     }
 
-    pub fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
-        let idle = self.idle.entry(addr).or_default();
+    pub fn put(&mut self, key: PoolKey, stream: UpstreamStream) {
+        let idle = self.idle.entry(key).or_default();
         if idle.len() < self.max_idle {
             idle.push(stream);
             self.len += 1;

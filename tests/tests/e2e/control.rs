@@ -394,7 +394,7 @@ fn apply_reports_every_error_of_every_route_in_one_run() {
     assert_eq!(
         err,
         format!(
-            "error: {f}:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`; did you mean `response`?\n\
+            "error: {f}:5: routes[\"GET /v\"].integration: unknown field `respnse`, expected one of `type`, `uri`, `method`, `timeout`, `response`, `tls`; did you mean `response`?\n\
              error: {f}:6: routes[\"FETCH /w\"]: unknown method 'FETCH'; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY\n\
              error: {f}:9: routes[\"GET /x\"].integration.uri: required for HTTP integrations\n\
              3 error(s); nothing applied\n"

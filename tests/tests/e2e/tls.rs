@@ -540,3 +540,180 @@ fn bad_certificates_are_refused_at_apply_with_the_reason() {
         assert!(!stderr.contains(a.key.lines().nth(1).unwrap()), "an error quoted the key");
     }
 }
+
+/// An HTTPS origin (rustls, a thread per connection) answering every request `200 secure`
+/// with keep-alive; it counts connections and how many of their handshakes resumed a session.
+struct TlsOrigin {
+    addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+    resumed: Arc<AtomicU64>,
+}
+
+impl TlsOrigin {
+    fn start(pair: &Pair, close_each: bool) -> TlsOrigin {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pair.cert.as_bytes()).map(|c| c.unwrap()).collect();
+        let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connections, resumed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (c, r) = (connections.clone(), resumed.clone());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                c.fetch_add(1, Ordering::Relaxed);
+                let (config, r) = (config.clone(), r.clone());
+                std::thread::spawn(move || serve_tls_origin(tcp, config, r, close_each));
+            }
+        });
+        TlsOrigin { addr, connections, resumed }
+    }
+}
+
+fn serve_tls_origin(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    resumed: Arc<AtomicU64>,
+    close_each: bool,
+) {
+    let conn = rustls::ServerConnection::new(config).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut counted = false;
+    loop {
+        let Ok(n) = tls.read(&mut chunk) else { return };
+        if n == 0 {
+            return;
+        }
+        if !counted && !tls.conn.is_handshaking() {
+            counted = true;
+            if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            let connection = if close_each { "close" } else { "keep-alive" };
+            let response =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: {connection}\r\n\r\nsecure");
+            if tls.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            if close_each {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                return;
+            }
+        }
+    }
+}
+
+fn upstream_api(uri: &str, tls: &str) -> String {
+    format!(
+        "kind: Api\nname: up\nroutes:\n  GET /s:\n    integration:\n      type: HTTP_PROXY\n      uri: \"{uri}\"\n{tls}\
+---\nkind: Stage\napi: up\nname: prod\n---\nkind: Domain\nname: localhost\nmappings:\n  - {{ basePath: \"\", api: up, stage: prod }}\n"
+    )
+}
+
+fn tls_settings(lines: &[(&str, String)]) -> String {
+    let mut out = String::from("      tls:\n");
+    for (key, value) in lines {
+        out.push_str(&format!("        {key}: {value}\n"));
+    }
+    out
+}
+
+/// The status of `GET /s` through the gateway, and its body.
+fn through(dp: &Dataplane) -> (u16, String) {
+    let response = dp.client().request("GET /s HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    (response.status, String::from_utf8_lossy(&response.body).to_string())
+}
+
+#[test]
+fn https_upstreams_are_verified_pooled_and_resumed_and_each_failure_is_a_502_with_its_cause() {
+    let ca = Ca::new("Backend CA");
+    let good = TlsOrigin::start(&ca.server(&["localhost"], 1), false);
+    let ca_bundle = block(&ca.pem()).replace("\n  ", "\n          ");
+    let bundle = [("caBundle", ca_bundle.clone())];
+    let dp = Dataplane::start_with(
+        &upstream_api(&format!("https://localhost:{}/x", good.addr.port()), &tls_settings(&bundle)),
+        DataplaneOptions { shards: 1, ..Default::default() },
+    );
+    for _ in 0..5 {
+        assert_eq!(through(&dp), (200, "secure".into()));
+    }
+    assert_eq!(
+        good.connections.load(Ordering::Relaxed),
+        1,
+        "keep-alive: one TLS connection for five requests"
+    );
+
+    // A new connection per request: the second and later handshakes resume the session.
+    let closing = TlsOrigin::start(&ca.server(&["localhost"], 2), true);
+    let dp2 = Dataplane::start_with(
+        &upstream_api(&format!("https://localhost:{}/x", closing.addr.port()), &tls_settings(&bundle)),
+        DataplaneOptions { shards: 1, ..Default::default() },
+    );
+    for _ in 0..4 {
+        assert_eq!(through(&dp2), (200, "secure".into()));
+    }
+    assert_eq!(closing.connections.load(Ordering::Relaxed), 4);
+    assert_eq!(closing.resumed.load(Ordering::Relaxed), 3, "every handshake after the first resumed");
+
+    // Each verification failure: 502, and the log line says why.
+    let mut expired_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    expired_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    expired_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = TlsOrigin::start(&ca.sign(expired_params, KeyPair::generate().unwrap()), false);
+    let wrong_name = TlsOrigin::start(&ca.server(&["elsewhere.test"], 3), false);
+    let stranger = TlsOrigin::start(&Ca::new("Unknown CA").server(&["localhost"], 4), false);
+    for (origin, cause) in [
+        (&expired, "TLS handshake failed: refused: invalid peer certificate: certificate expired"),
+        (
+            &wrong_name,
+            "TLS handshake failed: refused: invalid peer certificate: certificate not valid for name",
+        ),
+        (&stranger, "TLS handshake failed: refused: invalid peer certificate: UnknownIssuer"),
+    ] {
+        let dp = Dataplane::start_with(
+            &upstream_api(&format!("https://localhost:{}/x", origin.addr.port()), &tls_settings(&bundle)),
+            DataplaneOptions { shards: 1, ..Default::default() },
+        );
+        assert_eq!(through(&dp).0, 502, "{cause}");
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = dp.stderr_lines();
+        assert!(
+            lines.iter().any(|l| l.contains("502 from upstream") && l.contains(cause)),
+            "wanted '{cause}' in {lines:?}"
+        );
+    }
+
+    // AWS's tlsConfig: a name to verify other than the URI's host, and no verification at all.
+    let named = TlsOrigin::start(&ca.server(&["backend.internal"], 5), false);
+    let dp = Dataplane::start_with(
+        &upstream_api(
+            &format!("https://127.0.0.1:{}/x", named.addr.port()),
+            &tls_settings(&[("caBundle", ca_bundle.clone()), ("serverName", "backend.internal".into())]),
+        ),
+        DataplaneOptions { shards: 1, ..Default::default() },
+    );
+    assert_eq!(through(&dp), (200, "secure".into()));
+    let dp = Dataplane::start_with(
+        &upstream_api(
+            &format!("https://localhost:{}/x", stranger.addr.port()),
+            &tls_settings(&[("insecureSkipVerification", "true".into())]),
+        ),
+        DataplaneOptions { shards: 1, ..Default::default() },
+    );
+    assert_eq!(through(&dp), (200, "secure".into()));
+}
