@@ -23,6 +23,9 @@ pub struct AdminState {
     pub table: CurrentTable,
     pub metrics: Arc<Registry>,
     pub access_log: Arc<crate::observe::access_log::LogStats>,
+    /// When set (`--admin-token-file`), every endpoint but `/healthz` wants
+    /// `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
 }
 
 /// Admin connections served at once; one more is answered 503 and closed.
@@ -70,7 +73,23 @@ fn handle(mut stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_string(),
+            Ok(httparse::Status::Complete(_)) => {
+                let path = req.path.unwrap_or("/").to_string();
+                let bearer = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.strip_prefix("Bearer "));
+                let allowed = match &state.token {
+                    None => true,
+                    Some(token) => bearer.is_some_and(|b| same_secret(b.trim().as_bytes(), token.as_bytes())),
+                };
+                // A liveness probe needs no secret and learns nothing from the answer.
+                if !allowed && path.split('?').next() != Some("/healthz") {
+                    return respond(&mut stream, 401, "text/plain", "a bearer token is required\n");
+                }
+                break path;
+            }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
         }
@@ -99,6 +118,11 @@ fn certificate_expiry(state: &AdminState, out: &mut String) {
         let left = c.not_after.to_native() - now;
         let _ = writeln!(out, "gateway_certificate_expiry_seconds{{certificate=\"{}\"}} {left}", c.name);
     }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {

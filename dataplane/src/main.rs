@@ -34,6 +34,10 @@ struct Cli {
     /// Address of the admin endpoints (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
+    /// A file holding a token the admin endpoints then require (`Authorization: Bearer`),
+    /// all but /healthz. Meant for an admin port bound beyond loopback.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
     /// Number of shards (worker threads); default one per available core.
     #[arg(long)]
     shards: Option<usize>,
@@ -252,6 +256,21 @@ fn run(cli: Cli) -> Result<(), String> {
     let (log_queue, log_writer) =
         dataplane::observe::access_log::start_writer(access_log_dir, log_stats.clone(), reopen_logs.clone())
             .map_err(|e| format!("access log writer: {e}"))?;
+    let admin_token = match &cli.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| format!("--admin-token-file {}: {e}", path.display()))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(format!("--admin-token-file {}: empty", path.display()));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    if admin_token.is_none() && !admin_addr.ip().is_loopback() {
+        log::warn!("the admin port {admin_addr} is reachable beyond loopback without --admin-token-file");
+    }
     let admin_state = Arc::new(admin::AdminState {
         ready: AtomicBool::new(table.is_some()),
         table_version: table.as_ref().map_or(0, |t| t.get().version.to_native()).into(),
@@ -259,6 +278,7 @@ fn run(cli: Cli) -> Result<(), String> {
         table: current_table.clone(),
         metrics: metrics.clone(),
         access_log: log_stats.clone(),
+        token: admin_token,
     });
     {
         let state = admin_state.clone();

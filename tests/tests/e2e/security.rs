@@ -256,3 +256,27 @@ fn a_data_plane_without_a_valid_data_plane_token_gets_no_table() {
     let dp = super::follower_with(&cp, &state, DataplaneOptions::default());
     assert_eq!(dp.admin_get("/readyz").0, 200);
 }
+
+#[test]
+fn an_admin_port_with_a_token_answers_only_callers_that_send_it() {
+    let dir = TempDir::new("admin-token");
+    let token_file = dir.0.join("admin.token");
+    std::fs::write(&token_file, "admin-secret-0123456789\n").unwrap();
+    let manifest = "kind: Api\nname: a\nroutes:\n  GET /x: { integration: { type: MOCK } }\n---\nkind: Stage\napi: a\nname: s\n";
+    let extra_args = vec!["--admin-token-file".to_string(), token_file.display().to_string()];
+    let dp = Dataplane::start_with(manifest, DataplaneOptions { extra_args, ..Default::default() });
+    let get = |path: &str, auth: &str| {
+        let mut c = gateway_tests::Client::connect(dp.admin);
+        let r = c.request(&format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{auth}\r\n"));
+        (r.status, r.text())
+    };
+    assert_eq!(get("/metrics", "").0, 401);
+    assert_eq!(get("/readyz", "Authorization: Bearer wrong\r\n").0, 401);
+    let (status, body) = get("/metrics", "Authorization: Bearer admin-secret-0123456789\r\n");
+    assert_eq!(status, 200);
+    assert!(body.contains("gateway_requests_total"));
+    assert_eq!(get("/healthz", "").0, 200, "liveness needs no token");
+    // Without the flag, nothing is asked (the port is on loopback by default).
+    let open = Dataplane::start(manifest);
+    assert_eq!(open.admin_get("/metrics").0, 200);
+}
