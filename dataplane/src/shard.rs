@@ -31,8 +31,9 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// Set once the process is shutting down: finish the current request, then close.
     pub draining: Cell<bool>,
-    /// The listener's port, for `X-Forwarded-Port`.
+    /// The listeners' ports (HTTPS: 0 without one), for `X-Forwarded-Port`.
     pub listen_port: u16,
+    pub tls_listen_port: u16,
     pub clock: CoarseClock,
     pub random: Xorshift,
     /// This shard's map of the cache entries it serves.
@@ -56,6 +57,7 @@ pub struct ShardParts {
     pub table: Option<Arc<LoadedTable>>,
     pub stats: Arc<ShardStats>,
     pub listen_port: u16,
+    pub tls_listen_port: u16,
     pub metrics: Recorder,
     pub access_log: ShardLog,
 }
@@ -83,6 +85,7 @@ impl Shard {
             stats: parts.stats,
             draining: Cell::new(false),
             listen_port: parts.listen_port,
+            tls_listen_port: parts.tls_listen_port,
             clock: CoarseClock::default(),
             random: Xorshift::new(seed),
             cache: RefCell::default(),

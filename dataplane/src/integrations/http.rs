@@ -191,8 +191,14 @@ fn build_request(call: &Call<'_, '_>, req: &mut Vec<u8>, upgrade: bool) {
     }
     let mut ip = [0u8; 64];
     req.extend_from_slice(format_ip(&x.request.peer.ip(), &mut ip));
-    req.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
-    req.extend_from_slice(digits.format(x.shard.listen_port).as_bytes());
+    let (proto, port) = match x.request.tls {
+        Some(_) => (&b"https"[..], x.shard.tls_listen_port),
+        None => (&b"http"[..], x.shard.listen_port),
+    };
+    req.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    req.extend_from_slice(proto);
+    req.extend_from_slice(b"\r\nx-forwarded-port: ");
+    req.extend_from_slice(digits.format(port).as_bytes());
     req.extend_from_slice(b"\r\nx-amzn-requestid: ");
     req.extend_from_slice(x.request.request_id);
     req.extend_from_slice(b"\r\n");

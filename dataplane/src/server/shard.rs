@@ -62,6 +62,10 @@ const SHED_WHEN_OUT_OF_FDS: usize = 16;
 
 async fn serve(spec: ShardSpec) -> io::Result<()> {
     let listen_port = spec.listener.local_addr()?.port();
+    let tls_listen_port = match &spec.tls_listener {
+        Some(l) => l.local_addr()?.port(),
+        None => 0,
+    };
     let listener = monoio::net::TcpListener::from_std(spec.listener)?;
     let shard = Rc::new(Shard::new(ShardParts {
         index: spec.index,
@@ -69,6 +73,7 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
         table: spec.table,
         stats: spec.stats.clone(),
         listen_port,
+        tls_listen_port,
         metrics: Recorder::new(spec.metrics.clone()),
         access_log: ShardLog::new(spec.access_log.0.clone(), spec.access_log.1.clone()),
     }));

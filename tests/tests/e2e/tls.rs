@@ -717,3 +717,31 @@ fn https_upstreams_are_verified_pooled_and_resumed_and_each_failure_is_a_502_wit
     );
     assert_eq!(through(&dp), (200, "secure".into()));
 }
+
+#[test]
+fn a_request_over_https_reaches_the_backend_as_https_with_the_https_port() {
+    let ca = Ca::new("Forwarding CA");
+    let origin = gateway_tests::Origin::start();
+    let site = ca.server(&["fwd.test"], 1);
+    let manifest = format!(
+        "kind: Api\nname: hello\nroutes:\n  GET /echo:\n    integration: {{ type: HTTP_PROXY, uri: \"http://{}/echo\" }}\n\
+---\nkind: Stage\napi: hello\nname: prod\n{}{}",
+        origin.addr,
+        certificate("fwd", &site, false),
+        domain("fwd.test", "fwd", "")
+    );
+    let (dp, addr) = https_dataplane(&manifest);
+    let (status, body) = get(addr, "fwd.test", &ca.pem(), &Offer::default(), "/echo").unwrap();
+    assert_eq!(status, 200);
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let header = |name: &str| {
+        echo["headers"].as_array().unwrap().iter().find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name)).map(|h| h[1].as_str().unwrap().to_string())
+    };
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(header("x-forwarded-port"), Some(addr.port().to_string()));
+    // And plain HTTP still says http, with the plain port.
+    let plain = dp.client().request("GET /echo HTTP/1.1\r\nHost: fwd.test\r\n\r\n");
+    let echo: serde_json::Value = serde_json::from_str(&plain.text()).unwrap();
+    let proto = echo["headers"].as_array().unwrap().iter().find(|h| h[0] == "x-forwarded-proto").unwrap()[1].clone();
+    assert_eq!(proto, "http");
+}
