@@ -44,7 +44,7 @@ impl Stream for TlsStream {
     type WriteHalf = TlsWriteHalf;
 
     fn fd(&self) -> RawFd {
-        self.tcp().as_raw_fd()
+        TlsStream::fd(self)
     }
 
     fn into_halves(self) -> (Self::ReadHalf, Self::WriteHalf) {

@@ -6,7 +6,7 @@
 //! certificate, which mutual TLS needs), and its split halves share the whole stream through
 //! an `UnsafeCell` while both may be suspended inside it. Here the session is an
 //! `Rc<RefCell<_>>` borrowed only between awaits, and each half owns its own socket half and
-//! buffer, so splitting needs no `unsafe`.
+//! buffer (monoio's TCP halves), so splitting needs no `unsafe` of ours.
 //!
 //! Reading never writes: what rustls wants to send after the handshake (a key update answer,
 //! new session tickets) goes out with the next write, which for HTTP is the next response.
@@ -21,7 +21,7 @@ use monoio::BufResult;
 use rustls::Connection;
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 /// Ciphertext read at once: one full TLS record and its header.
@@ -166,49 +166,75 @@ async fn close<W: AsyncWriteRent>(io: &mut W, session: &Shared, outgoing: &mut V
 }
 
 /// A TLS connection after its handshake: a client's to the gateway, or the gateway's to an
-/// HTTPS upstream.
+/// HTTPS upstream. Its socket is split from the start, so the stream is its two halves and
+/// [`TlsStream::into_halves`] only hands them out.
 pub struct TlsStream {
-    tcp: TcpStream,
+    fd: RawFd,
+    reader: TlsReadHalf,
+    writer: TlsWriteHalf,
+}
+
+/// The reading side: its socket half, the shared session, and ciphertext not yet processed.
+pub struct TlsReader<R> {
+    tcp: R,
     session: Shared,
     incoming: Incoming,
+}
+
+/// The writing side: its socket half, the shared session, and ciphertext being sent.
+pub struct TlsWriter<W> {
+    tcp: W,
+    session: Shared,
     outgoing: Vec<u8>,
 }
 
+pub type TlsReadHalf = TlsReader<OwnedReadHalf<TcpStream>>;
+pub type TlsWriteHalf = TlsWriter<OwnedWriteHalf<TcpStream>>;
+
 impl TlsStream {
     pub fn new(tcp: TcpStream, session: Connection, incoming: Incoming) -> TlsStream {
-        TlsStream { tcp, session: Rc::new(RefCell::new(session)), incoming, outgoing: Vec::new() }
+        let fd = tcp.as_raw_fd();
+        let session = Rc::new(RefCell::new(session));
+        let (read, write) = tcp.into_split();
+        TlsStream {
+            fd,
+            reader: TlsReader { tcp: read, session: session.clone(), incoming },
+            writer: TlsWriter { tcp: write, session, outgoing: Vec::new() },
+        }
     }
 
     /// Sends `close_notify` (the socket stays open until dropped).
     pub async fn send_close_notify(&mut self) -> io::Result<()> {
-        self.session.borrow_mut().send_close_notify();
-        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
+        let w = &mut self.writer;
+        w.session.borrow_mut().send_close_notify();
+        write_plain(&mut w.tcp, &w.session, &mut w.outgoing, &[]).await.map(|_| ())
     }
 
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    /// The socket, for the sweeper's shutdown and the pool's checks.
+    pub fn fd(&self) -> RawFd {
+        self.fd
     }
 
     pub fn session(&self) -> std::cell::Ref<'_, Connection> {
-        self.session.borrow()
+        self.reader.session.borrow()
     }
 
     /// Takes what the peer sent while the connection sat idle in a pool (TLS 1.3 session
     /// tickets, say) without waiting: false when that was application data, an alert or the
     /// end, so the connection must not carry another request.
     pub fn idle_is_clean(&mut self) -> bool {
-        let fd = self.tcp.as_raw_fd();
+        let incoming = &mut self.reader.incoming;
         // A few records at most: tickets are small, and more than this is not idle.
-        while self.incoming.buf.len() < RECORD * 4 {
-            self.incoming.buf.reserve(RECORD);
-            match sys::recv_nonblocking(fd, &mut self.incoming.buf) {
+        while incoming.buf.len() < RECORD * 4 {
+            incoming.buf.reserve(RECORD);
+            match sys::recv_nonblocking(self.fd, &mut incoming.buf) {
                 Ok(None) => break,
                 Ok(Some(0)) | Err(_) => return false,
                 Ok(Some(_)) => {}
             }
         }
-        let mut s = self.session.borrow_mut();
-        if self.incoming.feed(&mut s).is_err() {
+        let mut s = self.reader.session.borrow_mut();
+        if incoming.feed(&mut s).is_err() {
             return false;
         }
         let has_plaintext = s.reader().fill_buf().map(|chunk| !chunk.is_empty());
@@ -217,15 +243,39 @@ impl TlsStream {
 
     /// Halves usable at once (the upgrade relay): each owns its socket half and buffer.
     pub fn into_halves(self) -> (TlsReadHalf, TlsWriteHalf) {
-        let (read, write) = self.tcp.into_split();
-        (
-            TlsReadHalf { tcp: read, session: self.session.clone(), incoming: self.incoming },
-            TlsWriteHalf { tcp: write, session: self.session, outgoing: self.outgoing },
-        )
+        (self.reader, self.writer)
     }
 }
 
 impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.reader.read(buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.reader.readv(buf).await
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.writer.write(buf).await
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.writer.writev(buf).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.writer.shutdown().await
+    }
+}
+
+impl<R: AsyncReadRent> AsyncReadRent for TlsReader<R> {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         read_plain(&mut self.tcp, &self.session, &mut self.incoming, buf).await
     }
@@ -236,49 +286,7 @@ impl AsyncReadRent for TlsStream {
     }
 }
 
-impl AsyncWriteRent for TlsStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result =
-            write_plain(&mut self.tcp, &self.session, &mut self.outgoing, sys::io_buf_bytes(&buf)).await;
-        (result, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS writes")), buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        close(&mut self.tcp, &self.session, &mut self.outgoing).await
-    }
-}
-
-pub struct TlsReadHalf {
-    tcp: OwnedReadHalf<TcpStream>,
-    session: Shared,
-    incoming: Incoming,
-}
-
-pub struct TlsWriteHalf {
-    tcp: OwnedWriteHalf<TcpStream>,
-    session: Shared,
-    outgoing: Vec<u8>,
-}
-
-impl AsyncReadRent for TlsReadHalf {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        read_plain(&mut self.tcp, &self.session, &mut self.incoming, buf).await
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        (Err(io::Error::new(io::ErrorKind::Unsupported, "vectored TLS reads")), buf)
-    }
-}
-
-impl AsyncWriteRent for TlsWriteHalf {
+impl<W: AsyncWriteRent> AsyncWriteRent for TlsWriter<W> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         let result =
             write_plain(&mut self.tcp, &self.session, &mut self.outgoing, sys::io_buf_bytes(&buf)).await;

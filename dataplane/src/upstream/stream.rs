@@ -18,7 +18,7 @@ impl UpstreamStream {
     pub fn fd(&self) -> RawFd {
         match self {
             UpstreamStream::Plain(s) => s.as_raw_fd(),
-            UpstreamStream::Tls(s) => s.tcp().as_raw_fd(),
+            UpstreamStream::Tls(s) => s.fd(),
         }
     }
 

@@ -735,13 +735,19 @@ fn a_request_over_https_reaches_the_backend_as_https_with_the_https_port() {
     assert_eq!(status, 200);
     let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
     let header = |name: &str| {
-        echo["headers"].as_array().unwrap().iter().find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name)).map(|h| h[1].as_str().unwrap().to_string())
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+            .map(|h| h[1].as_str().unwrap().to_string())
     };
     assert_eq!(header("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(header("x-forwarded-port"), Some(addr.port().to_string()));
     // And plain HTTP still says http, with the plain port.
     let plain = dp.client().request("GET /echo HTTP/1.1\r\nHost: fwd.test\r\n\r\n");
     let echo: serde_json::Value = serde_json::from_str(&plain.text()).unwrap();
-    let proto = echo["headers"].as_array().unwrap().iter().find(|h| h[0] == "x-forwarded-proto").unwrap()[1].clone();
+    let proto =
+        echo["headers"].as_array().unwrap().iter().find(|h| h[0] == "x-forwarded-proto").unwrap()[1].clone();
     assert_eq!(proto, "http");
 }
