@@ -477,6 +477,7 @@ impl Control for ControlService {
     async fn watch(&self, req: Request<grpc::WatchRequest>) -> Result<Response<WatchStream>, Status> {
         self.tokens.authorize(req.metadata(), Action::Dataplane)?;
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let metadata = req.metadata().clone();
         let req = req.into_inner();
         if req.dataplane_id.is_empty() {
             return Err(Status::invalid_argument("dataplane_id is required"));
@@ -507,6 +508,7 @@ impl Control for ControlService {
         }
         let guard = ConnectedGuard { id: req.dataplane_id, dataplanes: self.dataplanes.clone() };
         let (have, have_digest) = (req.have_version, req.have_digest);
+        let tokens = self.tokens.clone();
         // Reconciled by content, not only by version: a data plane that serves this version
         // with other bytes (a table restored or altered on its disk) gets it again. A data
         // plane too old to send a digest is judged by version.
@@ -518,6 +520,9 @@ impl Control for ControlService {
             })
             .map(move |p| {
                 let _keep = &guard;
+                // Checked again for every table: a token revoked while its stream is open gets
+                // no further table, and the stream ends with the refusal.
+                tokens.authorize(&metadata, Action::Dataplane)?;
                 Ok(grpc::TableUpdate { version: p.version, table: p.bytes.as_ref().clone() })
             });
         Ok(Response::new(Box::pin(updates)))

@@ -280,3 +280,38 @@ fn an_admin_port_with_a_token_answers_only_callers_that_send_it() {
     let open = Dataplane::start(manifest);
     assert_eq!(open.admin_get("/metrics").0, 200);
 }
+
+#[test]
+fn a_data_plane_whose_token_is_revoked_gets_no_further_table() {
+    let work = TempDir::new("cp-revoke-dp");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    cp.apply(&work.0, MANIFEST);
+    let token_file = work.0.join("edge.token");
+    std::fs::write(&token_file, token(&cp, "edge", "dataplane")).unwrap();
+    let mut link = cp.link();
+    link.token_file = Some(token_file);
+    let state = TempDir::new("dp-revoked");
+    let dp = Dataplane::start_with(
+        "",
+        DataplaneOptions { control_plane: Some((link, state.0.clone())), ..Default::default() },
+    );
+    // Stage s2 exists only in the second table: execute-api style, `a.host/s2/x`.
+    let s2 = || dp.client().request("GET /s2/x HTTP/1.1\r\nHost: a.gw\r\n\r\n").status;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dp.client().request("GET /s/x HTTP/1.1\r\nHost: a.gw\r\n\r\n").status != 200 {
+        assert!(Instant::now() < deadline, "the data plane never got its table");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s2(), 403);
+    assert_eq!(cp.ctl(&["tokens", "revoke", "edge"]).0, 0);
+    let more = format!("{MANIFEST}---\nkind: Stage\napi: a\nname: s2\n");
+    let (code, out, err) = cp.apply_result(&work.0, &more, false);
+    assert!(code == 0 && out.contains("stage/a/s2 created"), "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s2(), 403, "a revoked data plane was sent the new table");
+    assert_eq!(
+        dp.client().request("GET /s/x HTTP/1.1\r\nHost: a.gw\r\n\r\n").status,
+        200,
+        "it goes on serving what it has"
+    );
+}
