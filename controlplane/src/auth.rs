@@ -159,14 +159,47 @@ impl Tokens {
             .map_err(|e| Status::internal(format!("storing tokens: {e}")))
     }
 
-    /// The caller of a request that takes `action`, or the refusal.
-    pub fn authorize(
+    /// The caller of a request that takes `action`, or the refusal: by its bearer token, else
+    /// by a client certificate the control plane's CA issued to a data plane
+    /// (`controlplane issue-dataplane-cert`; the TLS layer has verified its chain).
+    pub fn authorize<T>(&self, request: &tonic::Request<T>, action: Action) -> Result<Caller, Status> {
+        if request.metadata().get("authorization").is_none() {
+            if let Some(name) = request.peer_certs().and_then(|chain| dataplane_certificate(chain.first()?)) {
+                let caller = Caller { name, role: Role::Dataplane };
+                if !action.allowed(caller.role) {
+                    return Err(Status::permission_denied(format!(
+                        "data-plane certificate '{}' may only act as a data plane",
+                        caller.name
+                    )));
+                }
+                return Ok(caller);
+            }
+        }
+        self.authorize_token(request.metadata(), action)
+    }
+
+    /// [`Tokens::authorize`] again for a call still going on (a watch stream): a revoked token
+    /// is refused now; a caller that came with a certificate has no token to revoke.
+    pub fn authorize_again(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        action: Action,
+    ) -> Result<(), Status> {
+        match metadata.get("authorization") {
+            Some(_) => self.authorize_token(metadata, action).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    fn authorize_token(
         &self,
         metadata: &tonic::metadata::MetadataMap,
         action: Action,
     ) -> Result<Caller, Status> {
         let Some(value) = metadata.get("authorization") else {
-            return Err(Status::unauthenticated("no token: send `authorization: Bearer TOKEN`"));
+            return Err(Status::unauthenticated(
+                "no token: send `authorization: Bearer TOKEN` (or, for a data plane, its certificate)",
+            ));
         };
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         let Some(token) = token else {
@@ -193,6 +226,21 @@ impl Tokens {
     }
 }
 
+/// The organizational unit the control plane's CA puts in the certificates it issues to data
+/// planes, and only in those.
+pub const DATAPLANE_UNIT: &str = "gateway-dataplane";
+
+/// The data plane's name (its CN) if `cert` is one the control plane issued to a data plane.
+fn dataplane_certificate(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
+    let facts = proto::certificate::facts(cert.as_ref()).ok()?;
+    let unit = format!("OU={DATAPLANE_UNIT}");
+    let parts: Vec<&str> = facts.subject.split(',').collect();
+    if !parts.contains(&unit.as_str()) {
+        return None;
+    }
+    parts.iter().find_map(|p| p.strip_prefix("CN=")).map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,16 +260,16 @@ mod tests {
         let viewer = tokens.create("eyes", Role::Viewer, 1).unwrap();
         let dp = tokens.create("edge-1", Role::Dataplane, 1).unwrap();
         assert!(tokens.create("eyes", Role::Admin, 1).is_err());
-        let ok = |t: &str, a| tokens.authorize(&bearer(t), a).is_ok();
+        let ok = |t: &str, a| tokens.authorize_token(&bearer(t), a).is_ok();
         assert!(ok(&admin, Action::Write) && ok(&admin, Action::Read) && !ok(&admin, Action::Dataplane));
         assert!(ok(&viewer, Action::Read) && !ok(&viewer, Action::Write));
         assert!(ok(&dp, Action::Dataplane) && !ok(&dp, Action::Read));
-        let denied = tokens.authorize(&bearer(&viewer), Action::Write).unwrap_err();
+        let denied = tokens.authorize_token(&bearer(&viewer), Action::Write).unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
-        let unknown = tokens.authorize(&bearer("gwt_nope"), Action::Read).unwrap_err();
+        let unknown = tokens.authorize_token(&bearer("gwt_nope"), Action::Read).unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
         assert_eq!(
-            tokens.authorize(&Default::default(), Action::Read).unwrap_err().code(),
+            tokens.authorize_token(&Default::default(), Action::Read).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
         assert!(tokens.revoke("eyes").unwrap());
@@ -230,7 +278,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("tokens.json")).unwrap();
         assert!(!text.contains(&admin) && text.contains(&hash(&admin)));
         let again = Tokens::open(&dir).unwrap();
-        assert!(again.authorize(&bearer(&admin), Action::Write).is_ok());
+        assert!(again.authorize_token(&bearer(&admin), Action::Write).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

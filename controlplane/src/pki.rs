@@ -116,3 +116,27 @@ fn near_expiry(pem: &str, now: i64) -> bool {
     let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem.as_bytes()).next() else { return true };
     proto::certificate::facts(&der).map_or(true, |f| f.not_after - now < 30 * DAY)
 }
+
+/// A client certificate for a data plane named `name`, signed by the CA under `data_dir`
+/// (which must exist: the control plane has started once, or `init` ran). It says
+/// `OU=gateway-dataplane`, which lets it in with the `dataplane` role and nothing else. It
+/// cannot be revoked one by one: a data plane that must be shut out gets a token instead.
+pub fn issue_dataplane(data_dir: &Path, name: &str, now: i64) -> Result<(String, String), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err("a data plane's name is letters, digits, '-', '_' and '.'".into());
+    }
+    let key_path = data_dir.join("pki/ca.key");
+    let ca_key_pem = read(&key_path)?.ok_or_else(|| {
+        format!("{} is missing: start the control plane once, or run init", key_path.display())
+    })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let issuer = ca_params(now).self_signed(&ca_key).map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.distinguished_name.push(DnType::OrganizationalUnitName, crate::auth::DATAPLANE_UNIT);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    set_validity(&mut params, now - DAY, now + 397 * DAY);
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, &issuer, &ca_key).map_err(|e| e.to_string())?;
+    Ok((cert.pem(), key.serialize_pem()))
+}

@@ -221,7 +221,7 @@ impl Drop for ConnectedGuard {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn apply(&self, req: Request<grpc::ApplyRequest>) -> Result<Response<grpc::ApplyResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let dry_run = req.dry_run;
         // Parsing a large manifest takes long: on a blocking thread, so the runtime goes on
@@ -283,7 +283,7 @@ impl Control for ControlService {
     }
 
     async fn get(&self, req: Request<grpc::GetRequest>) -> Result<Response<grpc::GetResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Read)?;
+        self.tokens.authorize(&req, Action::Read)?;
         let req = req.into_inner();
         let kind = normalize_kind(&req.kind).ok_or_else(|| {
             Status::invalid_argument(format!("unknown kind '{}'; one of {}", req.kind, KINDS.join(", ")))
@@ -310,7 +310,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::DeleteRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let kind = normalize_kind(&req.kind)
             .ok_or_else(|| Status::invalid_argument(format!("unknown kind '{}'", req.kind)))?;
@@ -322,7 +322,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::DeployRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let now = now_ms();
         let outcome = self
@@ -335,7 +335,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::RollbackRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let outcome = self
             .change_or_refuse(move |state| {
@@ -350,7 +350,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::MetricsReport>,
     ) -> Result<Response<grpc::MetricsAck>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
+        self.tokens.authorize(&req, Action::Dataplane)?;
         self.metrics.record(req.into_inner());
         Ok(Response::new(grpc::MetricsAck {}))
     }
@@ -359,7 +359,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::GetMetricsRequest>,
     ) -> Result<Response<grpc::GetMetricsResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Read)?;
+        self.tokens.authorize(&req, Action::Read)?;
         let req = req.into_inner();
         Ok(Response::new(self.metrics.summary(&req.api, &req.stage)))
     }
@@ -368,7 +368,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::FlushCacheRequest>,
     ) -> Result<Response<grpc::ChangeResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let outcome = self.change_or_refuse(move |state| state.flush_cache(&req.api, &req.stage)).await?;
         Ok(Response::new(self.change_response(&outcome)))
@@ -378,7 +378,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::ListDeploymentsRequest>,
     ) -> Result<Response<grpc::ListDeploymentsResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Read)?;
+        self.tokens.authorize(&req, Action::Read)?;
         let req = req.into_inner();
         let state = self.state.lock().await;
         let stage_key = format!("{}/{}", req.api, req.stage);
@@ -412,7 +412,7 @@ impl Control for ControlService {
         &self,
         _req: Request<grpc::StatusRequest>,
     ) -> Result<Response<grpc::StatusResponse>, Status> {
-        self.tokens.authorize(_req.metadata(), Action::Read)?;
+        self.tokens.authorize(&_req, Action::Read)?;
         let map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
         let dataplanes = map
             .iter()
@@ -435,7 +435,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::CreateTokenRequest>,
     ) -> Result<Response<grpc::CreateTokenResponse>, Status> {
-        let caller = self.tokens.authorize(req.metadata(), Action::Write)?;
+        let caller = self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let role = <crate::auth::Role as clap::ValueEnum>::from_str(&req.role, true).map_err(|_| {
             Status::invalid_argument(format!("unknown role '{}'; one of admin, viewer, dataplane", req.role))
@@ -449,7 +449,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::ListTokensRequest>,
     ) -> Result<Response<grpc::ListTokensResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let tokens = self
             .tokens
             .list()
@@ -463,7 +463,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::RevokeTokenRequest>,
     ) -> Result<Response<grpc::RevokeTokenResponse>, Status> {
-        let caller = self.tokens.authorize(req.metadata(), Action::Write)?;
+        let caller = self.tokens.authorize(&req, Action::Write)?;
         let name = req.into_inner().name;
         if !self.tokens.revoke(&name)? {
             return Err(Status::not_found(format!("no token named '{name}'")));
@@ -475,7 +475,7 @@ impl Control for ControlService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<grpc::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
+        self.tokens.authorize(&req, Action::Dataplane)?;
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let metadata = req.metadata().clone();
         let req = req.into_inner();
@@ -522,14 +522,14 @@ impl Control for ControlService {
                 let _keep = &guard;
                 // Checked again for every table: a token revoked while its stream is open gets
                 // no further table, and the stream ends with the refusal.
-                tokens.authorize(&metadata, Action::Dataplane)?;
+                tokens.authorize_again(&metadata, Action::Dataplane)?;
                 Ok(grpc::TableUpdate { version: p.version, table: p.bytes.as_ref().clone() })
             });
         Ok(Response::new(Box::pin(updates)))
     }
 
     async fn ack(&self, req: Request<grpc::AckRequest>) -> Result<Response<grpc::AckResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
+        self.tokens.authorize(&req, Action::Dataplane)?;
         let req = req.into_inner();
         let mut map = self.dataplanes.lock().map_err(|_| Status::internal("status lock poisoned"))?;
         let info = map.entry(req.dataplane_id).or_default();
@@ -542,7 +542,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::UsageReport>,
     ) -> Result<Response<grpc::UsageTotals>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Dataplane)?;
+        self.tokens.authorize(&req, Action::Dataplane)?;
         let req = req.into_inner();
         let entries = req
             .entries
@@ -575,7 +575,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::GetUsageRequest>,
     ) -> Result<Response<grpc::GetUsageResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Read)?;
+        self.tokens.authorize(&req, Action::Read)?;
         let req = req.into_inner();
         let keys = self.quota_keys(&req.name).await?;
         let store = self.usage.lock().map_err(|_| Status::internal("usage lock poisoned"))?;
@@ -604,7 +604,7 @@ impl Control for ControlService {
         &self,
         req: Request<grpc::AdjustUsageRequest>,
     ) -> Result<Response<grpc::GetUsageResponse>, Status> {
-        self.tokens.authorize(req.metadata(), Action::Write)?;
+        self.tokens.authorize(&req, Action::Write)?;
         let req = req.into_inner();
         let keys = self.quota_keys(&req.key).await?;
         let Some((key, plan, rule)) = keys.into_iter().find(|(k, _, _)| *k == req.key) else {

@@ -59,6 +59,12 @@ struct Cli {
     /// `dataplane.token`, or one from `controlctl tokens create NAME --role dataplane`).
     #[arg(long, requires = "control_plane")]
     control_plane_token_file: Option<PathBuf>,
+    /// Instead of a token: a client certificate from `controlplane issue-dataplane-cert`, and
+    /// its key.
+    #[arg(long, requires = "control_plane_key")]
+    control_plane_cert: Option<PathBuf>,
+    #[arg(long, requires = "control_plane_cert")]
+    control_plane_key: Option<PathBuf>,
     /// Where the last table from the control plane is kept (to serve after a restart while the
     /// control plane is unreachable), and quota usage not yet reported. Default with
     /// --control-plane: ./dataplane-state; with --table, quotas persist only if this is given.
@@ -446,10 +452,16 @@ fn control_target(url: &str, cli: &Cli) -> Result<dataplane::control::client::Ta
         Some(p) => Some(read(p, "--control-plane-token-file")?.trim().to_string()),
         None => std::env::var("GATEWAY_CONTROL_PLANE_TOKEN").ok(),
     };
-    if token.is_none() {
-        log::warn!("no --control-plane-token-file: the control plane will refuse this data plane");
+    let identity = match (&cli.control_plane_cert, &cli.control_plane_key) {
+        (Some(cert), Some(key)) => {
+            Some((read(cert, "--control-plane-cert")?, read(key, "--control-plane-key")?))
+        }
+        _ => None,
+    };
+    if token.is_none() && identity.is_none() {
+        log::warn!("no --control-plane-token-file or --control-plane-cert: the control plane will refuse this data plane");
     }
-    let credentials = proto::client::Credentials { ca_pem, token };
+    let credentials = proto::client::Credentials { ca_pem, token, identity };
     Ok(dataplane::control::client::Target { url: url.to_string(), credentials })
 }
 

@@ -11,6 +11,9 @@ pub struct Credentials {
     /// PEM of the CA that signed the control plane's certificate; none: the system's roots.
     pub ca_pem: Option<String>,
     pub token: Option<String>,
+    /// A client certificate and key (PEM), for a data plane that presents one instead of a
+    /// token.
+    pub identity: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -48,6 +51,9 @@ pub fn endpoint(url: &str, credentials: &Credentials) -> Result<Endpoint, String
         Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
         None => tls.with_enabled_roots(),
     };
+    if let Some((cert, key)) = &credentials.identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
     endpoint.tls_config(tls).map_err(|e| format!("TLS for {url}: {e}"))
 }
 

@@ -157,6 +157,8 @@ pub struct ControlPlaneLink {
     pub url: String,
     pub ca: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    /// A client certificate and key instead of (or beside) the token.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A running control plane, killed on drop.
@@ -212,6 +214,7 @@ impl ControlPlane {
             url: self.url(),
             ca: Some(self.data_dir.join("pki/ca.pem")),
             token_file: Some(self.data_dir.join("dataplane.token")),
+            client_cert: None,
         }
     }
 
@@ -297,6 +300,10 @@ impl Dataplane {
             }
             if let Some(token) = &link.token_file {
                 args.extend(["--control-plane-token-file".into(), token.display().to_string()]);
+            }
+            if let Some((cert, key)) = &link.client_cert {
+                args.extend(["--control-plane-cert".into(), cert.display().to_string()]);
+                args.extend(["--control-plane-key".into(), key.display().to_string()]);
             }
         } else if !options.no_table {
             let table = compile_table(&dir.0, manifest);

@@ -53,6 +53,15 @@ enum Command {
     /// Make the CA, the server certificate and the first tokens under --data-dir, then exit
     /// (the first start does the same).
     Init,
+    /// Write a client certificate and key for a data plane (`OUT/NAME.pem`, `OUT/NAME.key`),
+    /// signed by the control plane's CA: an alternative to a data-plane token
+    /// (`dataplane --control-plane-cert/--control-plane-key`).
+    IssueDataplaneCert {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +86,20 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let store =
         Store::open(&cli.data_dir).map_err(|e| format!("data dir {}: {e}", cli.data_dir.display()))?;
+    if let Some(Command::IssueDataplaneCert { name, out }) = &cli.command {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let (cert, key) = controlplane::pki::issue_dataplane(&cli.data_dir, name, now)?;
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let (cert_path, key_path) = (out.join(format!("{name}.pem")), out.join(format!("{name}.key")));
+        for (path, text) in [(&cert_path, &cert), (&key_path, &key)] {
+            proto::durable_file::write(path, text.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        println!("{} and {}", cert_path.display(), key_path.display());
+        return Ok(());
+    }
     if matches!(cli.command, Some(Command::Init)) {
         let (pki, tokens) = secure(&cli, cli.listen)?;
         println!("control plane credentials under {}", pki.dir.parent().unwrap_or(&pki.dir).display());
@@ -96,8 +119,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let identity = Identity::from_pem(&pki.server_cert_pem, &pki.server_key_pem);
+    // A client certificate is optional (tokens are the rule); one that is sent must chain to
+    // the control plane's own CA.
+    let tls = ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(tonic::transport::Certificate::from_pem(&pki.ca_pem))
+        .client_auth_optional(true);
     tonic::transport::Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
+        .tls_config(tls)
         .map_err(|e| format!("TLS: {e}"))?
         .add_service(server)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())

@@ -141,6 +141,7 @@ fn corrupt_stored_state_is_reported_with_its_path_and_left_in_place() {
         url: format!("https://127.0.0.1:{}", crate::dead_port()),
         ca: None,
         token_file: None,
+        client_cert: None,
     };
     let dp = Dataplane::start_with(
         "",

@@ -15,7 +15,7 @@ const MANIFEST: &str = "kind: Api\nname: a\nroutes:\n  GET /x: { integration: { 
 /// Every RPC the control plane serves, called once with `token`; the status code of each.
 async fn call_every_rpc(cp: &ControlPlane, token: Option<String>) -> Vec<(&'static str, Code)> {
     let ca_pem = Some(std::fs::read_to_string(cp.data_dir.join("pki/ca.pem")).unwrap());
-    let credentials = proto::client::Credentials { ca_pem, token };
+    let credentials = proto::client::Credentials { ca_pem, token, identity: None };
     let endpoint = proto::client::endpoint(&cp.url(), &credentials).unwrap();
     let mut c = proto::client::connect(endpoint, &credentials, 64 << 20).await.unwrap();
     let file =
@@ -251,10 +251,14 @@ fn a_data_plane_without_a_valid_data_plane_token_gets_no_table() {
             "{what}: {lines:?}"
         );
     }
-    // The right token: served.
+    // The right token: served (connected first, its table a moment later).
     let state = TempDir::new("dp-good-token");
     let dp = super::follower_with(&cp, &state, DataplaneOptions::default());
-    assert_eq!(dp.admin_get("/readyz").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dp.admin_get("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the data plane with the right token never got its table");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -314,4 +318,73 @@ fn a_data_plane_whose_token_is_revoked_gets_no_further_table() {
         200,
         "it goes on serving what it has"
     );
+}
+
+#[test]
+fn a_data_plane_may_present_a_certificate_from_the_control_planes_ca_instead_of_a_token() {
+    let work = TempDir::new("cp-dp-cert");
+    let cp = ControlPlane::start(&work.0.join("data"));
+    cp.apply(&work.0, MANIFEST);
+    let out = std::process::Command::new(gateway_tests::process::bin("controlplane"))
+        .arg("--data-dir")
+        .arg(&cp.data_dir)
+        .args(["issue-dataplane-cert", "--name", "edge-7", "--out"])
+        .arg(&work.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (cert, key) = (work.0.join("edge-7.pem"), work.0.join("edge-7.key"));
+    let with_cert = |cert: &std::path::Path, key: &std::path::Path| {
+        let mut link = cp.link();
+        link.token_file = None;
+        link.client_cert = Some((cert.to_path_buf(), key.to_path_buf()));
+        link
+    };
+    let state = TempDir::new("dp-cert");
+    let dp = Dataplane::start_with(
+        "",
+        DataplaneOptions {
+            control_plane: Some((with_cert(&cert, &key), state.0.clone())),
+            ..Default::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dp.admin_get("/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "the data plane with a certificate never got its table");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The certificate is a data plane's and nothing more.
+    let rt = runtime();
+    let credentials = proto::client::Credentials {
+        ca_pem: Some(std::fs::read_to_string(cp.data_dir.join("pki/ca.pem")).unwrap()),
+        token: None,
+        identity: Some((std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap())),
+    };
+    let refused = rt.block_on(async {
+        let endpoint = proto::client::endpoint(&cp.url(), &credentials).unwrap();
+        let mut c = proto::client::connect(endpoint, &credentials, 1 << 20).await.unwrap();
+        c.get(grpc::GetRequest { kind: "api".into(), name: String::new() }).await
+    });
+    assert_eq!(refused.unwrap_err().code(), Code::PermissionDenied);
+
+    // One that claims to be a data plane's, from another CA, does not get through the handshake.
+    let stranger = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "edge-8");
+    params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "gateway-dataplane");
+    let forged = params.self_signed(&stranger).unwrap();
+    let (forged_cert, forged_key) = (work.0.join("forged.pem"), work.0.join("forged.key"));
+    std::fs::write(&forged_cert, forged.pem()).unwrap();
+    std::fs::write(&forged_key, stranger.serialize_pem()).unwrap();
+    let state = TempDir::new("dp-forged");
+    let forged_dp = Dataplane::start_with(
+        "",
+        DataplaneOptions {
+            control_plane: Some((with_cert(&forged_cert, &forged_key), state.0.clone())),
+            ..Default::default()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(forged_dp.admin_get("/readyz").0, 503, "a forged data-plane certificate got a table");
 }

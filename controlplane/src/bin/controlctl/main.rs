@@ -300,7 +300,7 @@ fn target(cli: &Cli) -> Result<Target, String> {
         None => None,
     };
     let token = std::env::var("CONTROLCTL_TOKEN").ok().or_else(|| context.and_then(|c| c.token.clone()));
-    Ok(Target { url, credentials: proto::client::Credentials { ca_pem, token } })
+    Ok(Target { url, credentials: proto::client::Credentials { ca_pem, token, identity: None } })
 }
 
 async fn connect(server: &Target) -> Result<proto::client::Client, Failure> {
