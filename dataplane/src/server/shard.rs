@@ -91,6 +91,20 @@ async fn serve(spec: ShardSpec) -> io::Result<()> {
     Ok(())
 }
 
+/// Turns a new connection away: HTTP gets its 503; an HTTPS client, which could not read a
+/// plain answer before a handshake the shard has no room for, is closed on.
+fn refuse(stream: monoio::net::TcpStream, protocol: Protocol, shard: &Rc<Shard>) {
+    match protocol {
+        Protocol::Http => {
+            monoio::spawn(conn::refuse(stream, shard.clone()));
+        }
+        Protocol::Https => {
+            ShardStats::add(&shard.stats.refused_connections, 1);
+            drop(stream);
+        }
+    }
+}
+
 /// What a listener's connections speak.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -125,7 +139,7 @@ async fn accept_loop(
                     if conns.shed_oldest_idle(1) == 1 {
                         ShardStats::add(&shard.stats.shed_connections, 1);
                     } else {
-                        monoio::spawn(conn::refuse(stream, shard.clone()));
+                        refuse(stream, protocol, shard);
                         continue;
                     }
                 }
@@ -162,7 +176,7 @@ async fn accept_loop(
                         let waiting = monoio::time::timeout(Duration::from_millis(10), listener.accept());
                         if let Ok(Ok((stream, _))) = waiting.await {
                             ShardStats::add(&shard.stats.accepted_connections, 1);
-                            monoio::spawn(conn::refuse(stream, shard.clone()));
+                            refuse(stream, protocol, shard);
                         }
                         continue;
                     }

@@ -24,8 +24,12 @@ use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-/// Ciphertext read at once: one full TLS record and its header.
+/// One full TLS record and its header: the most ciphertext read at once.
 const RECORD: usize = 16 * 1024 + 512;
+/// The first read, and what an idle connection keeps: requests are small, and an idle
+/// connection should cost little (rustls keeps 4 KiB of its own). A read that fills the
+/// buffer doubles it, up to [`RECORD`].
+const FIRST_READ: usize = 2048;
 /// Plaintext rustls takes per write before it is flushed, bounding what one connection
 /// holds encrypted and unsent.
 pub const SEND_LIMIT: usize = 64 * 1024;
@@ -60,6 +64,10 @@ impl Incoming {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            // What a large request needed is given back once it is processed.
+            if self.buf.capacity() > 2 * FIRST_READ {
+                self.buf = Vec::new();
+            }
         }
         Ok(())
     }
@@ -78,8 +86,9 @@ impl Incoming {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        if self.buf.capacity() - self.buf.len() < RECORD / 2 {
-            self.buf.reserve(RECORD);
+        if self.buf.capacity() - self.buf.len() < FIRST_READ / 2 {
+            let grow = self.buf.capacity().clamp(FIRST_READ, RECORD);
+            self.buf.reserve(grow);
         }
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
@@ -154,7 +163,10 @@ async fn flush_outgoing<W: AsyncWriteRent>(io: &mut W, outgoing: &mut Vec<u8>) -
     }
     let (result, mut back) = io.write_all(std::mem::take(outgoing)).await;
     back.clear();
-    *outgoing = back;
+    // A large response's ciphertext is not kept for the next one.
+    if back.capacity() <= RECORD {
+        *outgoing = back;
+    }
     result.map(|_| ())
 }
 
