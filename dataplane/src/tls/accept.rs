@@ -37,7 +37,7 @@ impl std::fmt::Display for HandshakeError {
 
 /// Runs the handshake on `tcp` with the sites of the current table.
 pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Session), HandshakeError> {
-    let mut incoming = Incoming::new(Vec::new(), 0);
+    let mut incoming = Incoming::default();
     let mut acceptor = Acceptor::default();
     let accepted = loop {
         match incoming.fill(&mut tcp).await {

@@ -63,7 +63,7 @@ pub async fn connect(
     let mut conn = rustls::ClientConnection::new(config, name).map_err(HandshakeError::Refused)?;
     conn.set_buffer_limit(Some(SEND_LIMIT));
     let mut conn = rustls::Connection::Client(conn);
-    let mut incoming = Incoming::new(Vec::new(), 0);
+    let mut incoming = Incoming::default();
     finish_handshake(&mut tcp, &mut conn, &mut incoming).await?;
     Ok(TlsStream::new(tcp, conn, incoming))
 }

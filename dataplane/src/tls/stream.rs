@@ -38,16 +38,13 @@ pub const SEND_LIMIT: usize = 64 * 1024;
 type Shared = Rc<RefCell<Connection>>;
 
 /// Ciphertext received and not yet handed to rustls.
+#[derive(Default)]
 pub struct Incoming {
     buf: Vec<u8>,
     start: usize,
 }
 
 impl Incoming {
-    pub fn new(leftover: Vec<u8>, start: usize) -> Incoming {
-        Incoming { buf: leftover, start }
-    }
-
     /// Hands rustls what is buffered, processing it record by record. Stops when the buffer
     /// is empty, or when rustls' plaintext buffer is full (the rest waits for the reader).
     pub fn feed(&mut self, session: &mut Connection) -> io::Result<()> {
