@@ -49,10 +49,8 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
         match acceptor.accept() {
             Ok(Some(accepted)) => break accepted,
             Ok(None) => continue,
-            Err((e, mut alert)) => {
-                let mut out = Vec::new();
-                let _ = alert.write_all(&mut out);
-                let _ = tcp.write_all(out).await;
+            Err((e, alert)) => {
+                send_alert(&mut tcp, alert).await;
                 return Err(HandshakeError::Refused(e));
             }
         }
@@ -60,21 +58,15 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
     let server_name = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
     let Some(site) = sites.select(server_name.as_deref()) else {
         // rustls with no certificate to offer answers the alert a client expects.
-        let (_, mut alert) = match accepted.into_connection(sites.refusing()) {
-            Err(refused) => refused,
-            Ok(_) => return Err(HandshakeError::UnknownName(server_name)),
-        };
-        let mut out = Vec::new();
-        let _ = alert.write_all(&mut out);
-        let _ = tcp.write_all(out).await;
+        if let Err((_, alert)) = accepted.into_connection(sites.refusing()) {
+            send_alert(&mut tcp, alert).await;
+        }
         return Err(HandshakeError::UnknownName(server_name));
     };
     let mut conn = match accepted.into_connection(site.config.clone()) {
         Ok(conn) => conn,
-        Err((e, mut alert)) => {
-            let mut out = Vec::new();
-            let _ = alert.write_all(&mut out);
-            let _ = tcp.write_all(out).await;
+        Err((e, alert)) => {
+            send_alert(&mut tcp, alert).await;
             return Err(HandshakeError::Refused(e));
         }
     };
@@ -83,6 +75,14 @@ pub async fn accept(mut tcp: TcpStream, sites: &Sites) -> Result<(TlsStream, Ses
     finish_handshake(&mut tcp, &mut conn, &mut incoming).await?;
     let session = Session::of(&conn, site);
     Ok((TlsStream::new(tcp, conn, incoming), session))
+}
+
+/// Sends the alert rustls chose for a refused hello, best effort: the connection closes next.
+async fn send_alert(tcp: &mut TcpStream, mut alert: rustls::server::AcceptedAlert) {
+    let mut out = Vec::new();
+    if alert.write_all(&mut out).is_ok() && !out.is_empty() {
+        let _ = tcp.write_all(out).await;
+    }
 }
 
 /// Drives a handshake to its end, either side: writes what rustls wants sent, reads what it
