@@ -751,3 +751,51 @@ fn a_request_over_https_reaches_the_backend_as_https_with_the_https_port() {
         echo["headers"].as_array().unwrap().iter().find(|h| h[0] == "x-forwarded-proto").unwrap()[1].clone();
     assert_eq!(proto, "http");
 }
+
+#[test]
+fn garbage_and_stalled_handshakes_are_closed_and_cost_nothing_else() {
+    let ca = Ca::new("Hostile CA");
+    let site = ca.server(&["h.test"], 1);
+    let manifest = format!("{API}{}{}", certificate("h", &site, false), domain("h.test", "h", ""));
+    let extra_args = vec!["--header-timeout-secs".to_string(), "1".to_string()];
+    let dp = Dataplane::start_with(
+        &manifest,
+        DataplaneOptions { shards: 1, https: true, extra_args, ..Default::default() },
+    );
+    let addr = dp.https.unwrap();
+    let read_until_closed = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    };
+    // Not TLS at all, a plain HTTP request, and a ClientHello cut short: each is closed.
+    for junk in [
+        &b"\x00\x01\x02garbage\xff\xfe"[..],
+        b"GET / HTTP/1.1\r\nHost: h.test\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(junk).unwrap();
+        let took = read_until_closed(s);
+        assert!(took < Duration::from_secs(4), "closed after {took:?}");
+    }
+    // A client that connects and says nothing is closed at the header timeout.
+    let took = read_until_closed(TcpStream::connect(addr).unwrap());
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "closed after {took:?}");
+    // Meanwhile and afterwards, real clients are served.
+    assert_eq!(get(addr, "h.test", &ca.pem(), &Offer::default(), "/hi").unwrap(), (200, "hi".into()));
+    let failures = crate::read_metric(&dp, "gateway_tls_handshake_failures_total", &[]);
+    assert_eq!(failures, 4, "each bad handshake counted once");
+    // Nothing is left open once the clients are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while crate::read_metric(&dp, "gateway_open_connections", &[]) != 0 {
+        assert!(Instant::now() < deadline, "connections left open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
