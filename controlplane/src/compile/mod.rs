@@ -115,9 +115,13 @@ pub fn compile_deployed(
     let mut domains: Vec<Domain> = Vec::new();
     for doc in &manifest.domains {
         let host = doc.value.name.to_ascii_lowercase();
-        let wildcard_ok =
-            host.strip_prefix("*.").is_none_or(|rest| rest.contains('.') && !rest.contains('*'));
-        if host.is_empty() || host.contains(['/', ':', ' ']) || !wildcard_ok || host[1..].contains('*') {
+        // `*.` may lead a name of two labels or more; no other `*` anywhere.
+        let labels = host.strip_prefix("*.");
+        let name = labels.unwrap_or(&host);
+        let valid = !name.is_empty()
+            && !name.contains(['/', ':', ' ', '*'])
+            && labels.is_none_or(|rest| rest.contains('.'));
+        if !valid {
             errors.at(doc, "name", "a host name without scheme, port or path (`*.` may lead, for one label)");
             continue;
         }
@@ -266,6 +270,21 @@ mod tests {
             bomb.push_str(&format!("          x{i}: &a{i} [{refs}]\n"));
         }
         assert_eq!(errors(&bomb).len(), 1, "{:?}", errors(&bomb));
+    }
+
+    #[test]
+    fn domain_names_take_one_leading_wildcard_and_any_letters() {
+        let api = "kind: Api\nname: a\nroutes:\n  GET /x: { integration: { type: MOCK } }\n---\nkind: Stage\napi: a\nname: s\n";
+        let domain = |name: &str| {
+            format!("{api}---\nkind: Domain\nname: \"{name}\"\nmappings: [{{ basePath: \"\", api: a, stage: s }}]\n")
+        };
+        // Found in review: a name starting with a multi-byte letter panicked the compiler.
+        for good in ["\u{e9}.com", "*.example.com", "localhost"] {
+            assert!(errors(&domain(good)).is_empty(), "{good}: {:?}", errors(&domain(good)));
+        }
+        for bad in ["*.com", "*.", "a.*.com", "**.a.com", "a b", "h:80", ""] {
+            assert_eq!(errors(&domain(bad)).len(), 1, "{bad}");
+        }
     }
 
     #[test]
