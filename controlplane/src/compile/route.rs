@@ -216,22 +216,10 @@ fn upstream_tls(
     if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
         return Err((".serverName".into(), format!("'{server_name}' is not a DNS name or IP address")));
     }
-    let mut ca_bundle = Vec::new();
-    if let Some(pem) = &tls.ca_bundle {
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            match cert {
-                Ok(der) => ca_bundle.push(der.to_vec()),
-                Err(e) => return Err((".caBundle".into(), format!("unreadable PEM: {e}"))),
-            }
-        }
-        if ca_bundle.is_empty() {
-            return Err((
-                ".caBundle".into(),
-                "no PEM certificate (-----BEGIN CERTIFICATE-----) found".into(),
-            ));
-        }
-    }
+    let ca_bundle = match &tls.ca_bundle {
+        Some(pem) => super::tls::read_chain(pem).map_err(|e| (".caBundle".to_string(), e))?,
+        None => Vec::new(),
+    };
     Ok(Some(table::UpstreamTls {
         server_name: server_name.to_ascii_lowercase(),
         ca_bundle,

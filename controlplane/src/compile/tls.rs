@@ -121,7 +121,7 @@ fn field(doc: &Located<manifest::Certificate>, inline: &'static str) -> &'static
 }
 
 /// Every certificate of a PEM text, as DER, leaf first; at least one.
-fn read_chain(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(super) fn read_chain(pem: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut chain = Vec::new();
     for item in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         match item {

@@ -107,11 +107,6 @@ impl Sites {
     pub fn refusing(&self) -> Arc<ServerConfig> {
         self.refusing.clone()
     }
-
-    /// True when no handshake can succeed (no domain has a certificate, no default).
-    pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty() && self.default.is_none()
-    }
 }
 
 /// rustls' ring provider with AWS's ciphers for its policies: for TLS 1.3 all three suites,

@@ -167,13 +167,6 @@ async fn flush_outgoing<W: AsyncWriteRent>(io: &mut W, outgoing: &mut Vec<u8>) -
     result.map(|_| ())
 }
 
-/// Sends `close_notify`, then ends the socket's writing side.
-async fn close<W: AsyncWriteRent>(io: &mut W, session: &Shared, outgoing: &mut Vec<u8>) -> io::Result<()> {
-    session.borrow_mut().send_close_notify();
-    write_plain(io, session, outgoing, &[]).await?;
-    io.shutdown().await
-}
-
 /// A TLS connection after its handshake: a client's to the gateway, or the gateway's to an
 /// HTTPS upstream. Its socket is split from the start, so the stream is its two halves and
 /// [`TlsStream::into_halves`] only hands them out.
@@ -214,18 +207,12 @@ impl TlsStream {
 
     /// Sends `close_notify` (the socket stays open until dropped).
     pub async fn send_close_notify(&mut self) -> io::Result<()> {
-        let w = &mut self.writer;
-        w.session.borrow_mut().send_close_notify();
-        write_plain(&mut w.tcp, &w.session, &mut w.outgoing, &[]).await.map(|_| ())
+        self.writer.close_notify().await
     }
 
     /// The socket, for the sweeper's shutdown and the pool's checks.
     pub fn fd(&self) -> RawFd {
         self.fd
-    }
-
-    pub fn session(&self) -> std::cell::Ref<'_, Connection> {
-        self.reader.session.borrow()
     }
 
     /// Takes what the peer sent while the connection sat idle in a pool (TLS 1.3 session
@@ -295,6 +282,13 @@ impl<R: AsyncReadRent> AsyncReadRent for TlsReader<R> {
     }
 }
 
+impl<W: AsyncWriteRent> TlsWriter<W> {
+    async fn close_notify(&mut self) -> io::Result<()> {
+        self.session.borrow_mut().send_close_notify();
+        write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
+    }
+}
+
 impl<W: AsyncWriteRent> AsyncWriteRent for TlsWriter<W> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         let result =
@@ -310,7 +304,9 @@ impl<W: AsyncWriteRent> AsyncWriteRent for TlsWriter<W> {
         write_plain(&mut self.tcp, &self.session, &mut self.outgoing, &[]).await.map(|_| ())
     }
 
+    /// Sends `close_notify`, then ends the socket's writing side.
     async fn shutdown(&mut self) -> io::Result<()> {
-        close(&mut self.tcp, &self.session, &mut self.outgoing).await
+        self.close_notify().await?;
+        self.tcp.shutdown().await
     }
 }
